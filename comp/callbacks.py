@@ -1,0 +1,78 @@
+"""fastai callbacks and losses for comp's runs (imported only when training: it imports fastai)."""
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from fastai.callback.core import Callback
+from fastai.learner import save_model
+
+from . import runs
+from .files import write_csv
+
+
+class RunLog(Callback):
+    """Per-epoch metrics CSV, an atomic checkpoint, progress in status.json, and one line per epoch."""
+    order = 65  # after the Recorder has the epoch's values
+
+    def __init__(self, run, quiet=False):
+        self.run_dir, self.quiet, self.epoch_offset, self.times, self.skipping = Path(run), quiet, 0, [], False
+
+    def _finding(self): return hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds')
+
+    def before_fit(self): self.fit_offset = self.epoch_offset
+
+    def before_epoch(self): self.skipping, self.t0 = False, time.time()
+
+    def after_cancel_epoch(self): self.skipping = True
+
+    def after_fit(self):
+        if not self._finding(): self.epoch_offset = self.fit_offset + self.n_epoch
+
+    def after_epoch(self):
+        # Epochs skipped on resume, lr_find's mock fit and get_preds are not epochs of this run.
+        if self.skipping or self._finding(): return
+        secs = time.time() - self.t0
+        self.times.append(secs)
+        epoch = self.fit_offset + self.epoch + 1
+        names = [n for n in self.recorder.metric_names[1:] if n != 'time']
+        row = {'epoch': epoch, **dict(zip(names, map(float, self.recorder.values[-1]))), 'seconds': round(secs, 2)}
+        f = self.run_dir / 'metrics.csv'
+        old = pd.read_csv(f) if f.exists() else pd.DataFrame()
+        if len(old): old = old[old['epoch'] < epoch]
+        write_csv(f, pd.concat([old, pd.DataFrame([row])]))
+        tmp = self.run_dir / 'checkpoint.tmp.pth'
+        save_model(tmp, self.learn.model, getattr(self.learn, 'opt', None))
+        os.replace(tmp, self.run_dir / 'checkpoint.pth')
+        runs.set_status(self.run_dir, 'running', epochs_done=epoch)
+        if not self.quiet:
+            vals = '  '.join(f'{k} {v:.4f}' for k, v in row.items() if k not in ('epoch', 'seconds'))
+            print(f'epoch {epoch}: {vals}  {secs:.1f}s', flush=True)
+
+    def seconds_per_epoch(self): return round(sum(self.times) / len(self.times), 2) if self.times else None
+
+    def images_per_second(self, n): return round(n * len(self.times) / sum(self.times), 1) if self.times else None
+
+
+class MultiTargetLoss:
+    """Sum of cross-entropies over heads laid side by side in one output (disease first)."""
+
+    def __init__(self, sizes): self.sizes = list(sizes)
+
+    def __call__(self, out, *ys):
+        return sum(F.cross_entropy(o, y) for o, y in zip(torch.split(out, self.sizes, dim=1), ys))
+
+    def activation(self, out): return torch.split(out, self.sizes, dim=1)[0].softmax(dim=1)
+
+    def decodes(self, out): return out.argmax(dim=1)
+
+
+def multi_target_metrics(sizes, targets):
+    """An error-rate metric per head, named `<target>_error`."""
+    def metric(i, name):
+        def f(out, *ys): return (torch.split(out, sizes, dim=1)[i].argmax(1) != ys[i]).float().mean()
+        f.__name__ = f'{"disease" if name == "label" else name}_error'
+        return f
+    return [metric(i, t) for i, t in enumerate(targets)]

@@ -1,0 +1,155 @@
+"""The `comp` command line: thin typer commands that call the library and print. No logic lives here."""
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import CompError
+
+app = typer.Typer(help='comp: a Kaggle image-classification competition from data to leaderboard with fastai and timm.',
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+DATA = typer.Option(None, '--data', help='Competition folder (default: the one `comp sample`/`comp setup` recorded here).')
+
+
+def _table(rows, cols=None):
+    if not rows: return '(none)'
+    cols = cols or list(rows[0])
+    cell = lambda v: '-' if v is None else (f'{v:.4f}' if isinstance(v, float) else str(v))
+    w = {c: max(len(c), *(len(cell(r.get(c))) for r in rows)) for c in cols}
+    lines = ['  '.join(c.ljust(w[c]) for c in cols)]
+    lines += ['  '.join(cell(r.get(c)).ljust(w[c]) for c in cols) for r in rows]
+    return '\n'.join(lines)
+
+
+@app.command()
+def sample(dir: Path = typer.Argument(..., help='Folder to write the competition into (new or empty).'),
+           scale: str = typer.Option('small', help='small (tens per label), full (10,407/3,469) or a fraction.'),
+           seed: int = typer.Option(42, help='Random seed: the same seed writes the same files.')):
+    """Write a synthetic competition in Paddy Doctor's exact layout and record it for this folder.
+
+    Example: comp sample paddy-sample --scale full"""
+    from . import competition
+    from .sample import write_sample
+    path = write_sample(dir, scale=scale, seed=seed)
+    competition.record(competition.load(path))
+    typer.echo(f'wrote the sample competition to {path} (recorded in {competition.WORKSPACE_FILE})')
+
+
+@app.command()
+def demo(dir: Path = typer.Option(Path('demo'), '--dir', help='Folder for the sample data, runs and submissions.'),
+         seed: int = typer.Option(42, help='Random seed for the sample and the run.')):
+    """Run the whole job on the built-in sample: data, training, prediction, a scored submission."""
+    from .demo import demo as run_demo
+    res = run_demo(dir, seed=seed)
+    typer.echo(f'run: {res["run"]}')
+    typer.echo(f'submission: {res["submission"]}')
+    typer.echo(f'accuracy: {res["accuracy"]:.4f}')
+
+
+@app.command()
+def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp zoo` or any timm model name.'),
+          data: Optional[Path] = DATA,
+          size: Optional[str] = typer.Option(None, help='Training image size, e.g. 224 or 256x192 (height x width).'),
+          resize: Optional[str] = typer.Option(None, help='Item resize before augmentation: METHOD[:SIZE], METHOD squish|crop|pad, e.g. pad:480x360.'),
+          bs: Optional[int] = typer.Option(None, help='Batch size per step.'),
+          accum: Optional[int] = typer.Option(None, help='Gradient accumulation steps (effective batch = bs x accum).'),
+          lr: Optional[str] = typer.Option(None, help='Learning rate, or auto to run lr_find and use its valley.'),
+          epochs: Optional[int] = typer.Option(None, help='Epochs (fine_tune adds one frozen epoch).'),
+          schedule: Optional[str] = typer.Option(None, help='fine_tune or one_cycle.'),
+          pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained', help='Start from pretrained weights.'),
+          weights: Optional[Path] = typer.Option(None, help='Pretrained weights file, or a folder of cached Hugging Face hub files.'),
+          precision: str = typer.Option('auto', help='auto (bf16/fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.'),
+          channels_last: bool = typer.Option(False, '--channels-last', help='Use channels-last memory format.'),
+          target: str = typer.Option('disease', help='disease, or disease+variety for a two-headed model.'),
+          seed: int = typer.Option(42, help='Seed of the shared validation split and of training.'),
+          valid_pct: float = typer.Option(0.2, help='Validation fraction of the shared split (without --folds).'),
+          folds: Optional[int] = typer.Option(None, help='Use K stratified folds instead of one split.'),
+          fold: int = typer.Option(0, help='Which fold validates (with --folds).'),
+          workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).'),
+          resume: Optional[str] = typer.Option(None, help='Continue an interrupted run (a directory or name from `comp runs`).')):
+    """Train a model and record the run under runs/.
+
+    Example: comp train --arch convnext_small --epochs 12"""
+    from .train import TrainConfig, train as run_train
+    rs = None
+    if resize:
+        method, _, rsz = resize.partition(':')
+        rs = (method, rsz or '480')
+    cfg = TrainConfig(arch=arch, data=str(data) if data else None, size=size, resize=rs, bs=bs, accum=accum, lr=lr,
+                      epochs=epochs, schedule=schedule, pretrained=pretrained, weights=str(weights) if weights else None,
+                      precision=precision, channels_last=channels_last, target=target, seed=seed, valid_pct=valid_pct,
+                      folds=folds, fold=fold, workers=workers)
+    run = run_train(cfg, resume=resume)
+    from .files import read_json
+    res = read_json(run / 'result.json')
+    typer.echo(f'run: {run}')
+    typer.echo(f'validation error: {res["valid_error"]:.4f}')
+
+
+@app.command()
+def predict(run: str = typer.Argument(..., help='A run directory or name from `comp runs`.'),
+            tta: int = typer.Option(0, help='Test-time augmentation passes (0: none; fastai uses 4).'),
+            beta: float = typer.Option(0.25, help='Weight of the plain pass in TTA.'),
+            name: Optional[str] = typer.Option(None, help='Submission name (default: the run name).')):
+    """Predict the test set with a run and write a validated submission to submissions/."""
+    from .files import read_json
+    from .predict import predict as run_predict
+    path = run_predict(run, tta=tta, beta=beta, name=name)
+    side = read_json(path.with_suffix('.json'))
+    if side.get('valid_error_tta') is not None:
+        typer.echo(f'validation error: {side["valid_error"]:.4f} plain, {side["valid_error_tta"]:.4f} with TTA')
+    typer.echo(f'submission: {path}')
+
+
+@app.command()
+def score(file: Path = typer.Argument(..., help='A submission CSV.'), data: Optional[Path] = DATA):
+    """Print a submission's accuracy against the competition's solution.csv (sample or holdout)."""
+    from . import competition, submission
+    typer.echo(f'accuracy: {submission.score(competition.find(data), file):.4f}')
+
+
+@app.command()
+def validate(file: Path = typer.Argument(..., help='A submission CSV.'), data: Optional[Path] = DATA):
+    """Check a submission against the competition's sample submission and list every problem."""
+    from . import competition, submission
+    df = submission.validate(competition.find(data, check_images=False), file)
+    typer.echo(f'{file}: valid ({len(df)} rows)')
+
+
+@app.command()
+def runs(json_: bool = typer.Option(False, '--json', help='Print JSON for scripts.')):
+    """List the runs here, best validation error first."""
+    from .runs import table
+    rows = table('.')
+    if json_:
+        import json
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(_table(rows))
+
+
+@app.command()
+def zoo():
+    """Print the model recipes (any timm model name works too)."""
+    from .zoo import RECIPES
+    typer.echo(_table([r.row() for r in RECIPES.values()]))
+
+
+def main():
+    """Entry point: user errors print one line and exit 1; COMP_DEBUG=1 shows the traceback."""
+    try:
+        app()
+    except CompError as e:
+        if os.environ.get('COMP_DEBUG'): raise
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == '__main__':
+    main()

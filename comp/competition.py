@@ -1,0 +1,201 @@
+"""A competition on disk in Kaggle's layout: paths, csv columns, vocab, test ids, and its validation."""
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import DataError
+from .files import read_json, write_json
+
+PADDY = 'paddy-disease-classification'
+WORKSPACE_FILE = 'comp.json'
+IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
+
+
+@dataclass
+class Layout:
+    """File, folder and column names of a competition; the defaults are Paddy Doctor's."""
+    train_dir: str = 'train_images'
+    test_dir: str = 'test_images'
+    train_csv: str = 'train.csv'
+    sample_csv: str = 'sample_submission.csv'
+    solution_csv: str = 'solution.csv'
+    id_col: str = 'image_id'
+    label_col: str = 'label'
+    extra_cols: list = field(default_factory=lambda: ['variety', 'age'])
+
+
+@dataclass
+class Competition:
+    """A competition folder; `load` validates it before you get one."""
+    path: Path
+    name: str = PADDY
+    layout: Layout = field(default_factory=Layout)
+
+    @property
+    def train_path(self): return self.path / self.layout.train_dir
+
+    @property
+    def test_path(self): return self.path / self.layout.test_dir
+
+    @property
+    def solution_path(self): return self.path / self.layout.solution_csv
+
+    def train_df(self):
+        """train.csv with a `path` column: each image's path relative to the competition folder."""
+        import pandas as pd
+        L = self.layout
+        df = pd.read_csv(self.path / L.train_csv, dtype={L.id_col: str, L.label_col: str})
+        df['path'] = L.train_dir + '/' + df[L.label_col] + '/' + df[L.id_col]
+        return df
+
+    def sample_df(self):
+        """sample_submission.csv as strings."""
+        import pandas as pd
+        return pd.read_csv(self.path / self.layout.sample_csv, dtype=str, keep_default_na=False)
+
+    def vocab(self):
+        """Labels in fastai's order (sorted), from the training folders."""
+        return sorted(p.name for p in self.train_path.iterdir() if p.is_dir())
+
+    def test_ids(self):
+        """Test image ids in sample_submission's order."""
+        return list(self.sample_df()[self.layout.id_col])
+
+    def test_files(self):
+        """Test image paths in sample_submission's order."""
+        return [self.test_path / i for i in self.test_ids()]
+
+    def info(self):
+        """What `comp.json` records about this competition."""
+        return {'data': str(self.path), 'competition': self.name, 'layout': asdict(self.layout)}
+
+
+def load(path, name=PADDY, layout=None, check_images=True):
+    """Open the competition at `path`, raising one DataError that lists every problem found."""
+    comp = Competition(Path(path).expanduser().resolve(), name, layout or Layout())
+    problems = problems_of(comp, check_images=check_images)
+    if problems:
+        shown = problems[:20] + ([f'... and {len(problems) - 20} more'] if len(problems) > 20 else [])
+        raise DataError(f'{comp.path} is not a usable competition folder: ' + '; '.join(shown))
+    return comp
+
+
+def problems_of(comp, check_images=True):
+    """Every problem with a competition folder, as messages; empty when it is usable."""
+    import pandas as pd
+    L, root = comp.layout, comp.path
+    if not root.is_dir(): return [f'folder {root} does not exist (run `comp setup` or `comp sample DIR`)']
+    problems = []
+    for d in (L.train_dir, L.test_dir):
+        if not (root / d).is_dir(): problems.append(f'missing folder {d}/')
+    for f in (L.train_csv, L.sample_csv):
+        if not (root / f).is_file(): problems.append(f'missing file {f}')
+    if problems: return problems
+
+    train = pd.read_csv(root / L.train_csv, dtype=str, keep_default_na=False)
+    want = [L.id_col, L.label_col, *L.extra_cols]
+    if [c for c in want if c not in train.columns]:
+        problems.append(f'{L.train_csv} has columns {",".join(train.columns)}; expected {",".join(want)}')
+    sample = pd.read_csv(root / L.sample_csv, dtype=str, keep_default_na=False)
+    if list(sample.columns) != [L.id_col, L.label_col]:
+        problems.append(f'{L.sample_csv} has columns {",".join(sample.columns)}; expected {L.id_col},{L.label_col}')
+    if problems: return problems
+
+    folders = {p.name: {f.name for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS}
+               for p in comp.train_path.iterdir() if p.is_dir()}
+    csv_labels = set(train[L.label_col])
+    if csv_labels != set(folders):
+        extra, missing = sorted(csv_labels - set(folders)), sorted(set(folders) - csv_labels)
+        msg = f'labels in {L.train_csv} differ from the folders in {L.train_dir}/'
+        if extra: msg += f' (no folder for: {", ".join(extra)})'
+        if missing: msg += f' (no rows for folders: {", ".join(missing)})'
+        problems.append(msg)
+    where = {i: lbl for lbl, ids in folders.items() for i in ids}
+    no_image, misplaced = [], []
+    for i, lbl in zip(train[L.id_col], train[L.label_col]):
+        if i in folders.get(lbl, ()): continue
+        if i in where: misplaced.append(f'{i} (label {lbl}, found in {where[i]}/)')
+        else: no_image.append(i)
+    if no_image: problems.append(f'{len(no_image)} {L.train_csv} ids have no image: {_few(no_image)}')
+    if misplaced: problems.append(f'{len(misplaced)} {L.train_csv} ids are in another label folder: {_few(misplaced)}')
+    dup = train[L.id_col][train[L.id_col].duplicated()]
+    if len(dup): problems.append(f'duplicate ids in {L.train_csv}: {_few(sorted(set(dup)))}')
+
+    ids = sample[L.id_col]
+    dup = ids[ids.duplicated()]
+    if len(dup): problems.append(f'duplicate test ids in {L.sample_csv}: {_few(sorted(set(dup)))}')
+    test_files = {f.name for f in comp.test_path.iterdir() if f.suffix.lower() in IMAGE_EXTS}
+    missing = sorted(set(ids) - test_files)
+    if missing: problems.append(f'{len(missing)} test ids have no image in {L.test_dir}/: {_few(missing)}')
+    if check_images and not problems:
+        files = [comp.train_path / lbl / i for lbl, ids_ in folders.items() for i in sorted(ids_)]
+        files += [comp.test_path / f for f in sorted(test_files)]
+        bad = undecodable(files, root)
+        if bad: problems.append(f'{len(bad)} images cannot be decoded: {_few(bad)}')
+    return problems
+
+
+def _few(items, n=5):
+    items = list(items)
+    return ', '.join(map(str, items[:n])) + (f' ... (+{len(items) - n})' if len(items) > n else '')
+
+
+def _decodes(f):
+    from PIL import Image
+    try:
+        with Image.open(f) as im:
+            # Decoding at 1/8 scale reads the whole JPEG stream, so truncation still fails, ~10x faster.
+            im.draft('RGB', (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+        return True
+    except Exception:
+        return False
+
+
+def undecodable(files, root):
+    """Paths (relative to `root`) of the images that fail to decode; results are cached by size and mtime."""
+    sig = hashlib.sha1()
+    stats = [os.stat(f) for f in files]
+    for f, st in zip(files, stats): sig.update(f'{f}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
+    stamp = cache_dir() / 'checked' / (sig.hexdigest() + '.ok')
+    if stamp.exists(): return []
+    with ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as ex: ok = list(ex.map(_decodes, files))
+    bad = [str(Path(f).relative_to(root)) for f, good in zip(files, ok) if not good]
+    if not bad:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+    return bad
+
+
+def cache_dir():
+    """Where comp keeps caches: `$COMP_CACHE`, else ~/.cache/comp."""
+    return Path(os.environ.get('COMP_CACHE', Path.home() / '.cache' / 'comp'))
+
+
+def record(comp, workdir='.'):
+    """Remember `comp` as the competition of `workdir` (in comp.json)."""
+    return write_json(Path(workdir) / WORKSPACE_FILE, comp.info())
+
+
+def find(data=None, workdir='.', check_images=True):
+    """The competition at `data`, else the one recorded in `workdir`; a DataError says how to get one."""
+    if data is not None:
+        rec = _recorded(workdir)
+        same = rec and Path(rec['data']).resolve() == Path(data).expanduser().resolve()
+        return load(data, **(_kwargs(rec) if same else {}), check_images=check_images)
+    rec = _recorded(workdir)
+    if rec is None:
+        raise DataError('no competition here: pass --data PATH, or run `comp sample DIR` '
+                        '(synthetic) or `comp setup COMPETITION` (Kaggle) in this folder first')
+    return load(rec['data'], **_kwargs(rec), check_images=check_images)
+
+
+def _recorded(workdir):
+    f = Path(workdir) / WORKSPACE_FILE
+    return read_json(f) if f.exists() else None
+
+
+def _kwargs(rec):
+    return {'name': rec.get('competition', PADDY), 'layout': Layout(**rec.get('layout', {}))}

@@ -1,0 +1,89 @@
+"""DataBlock / DataLoaders factories and the shared validation splits and folds."""
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+from .files import write_csv
+
+SPLITS_DIR = 'splits'
+
+
+def split_file(workdir, seed, valid_pct=0.2, folds=None):
+    """Where the shared split for these settings is stored in the workspace."""
+    name = f'folds{folds}_seed{seed}.csv' if folds else f'valid{valid_pct:g}_seed{seed}.csv'
+    return Path(workdir) / SPLITS_DIR / name
+
+
+def shared_split(comp, workdir='.', seed=42, valid_pct=0.2, folds=None):
+    """image_id -> fold table (fold 0 is the validation set without `folds`), computed once and stored.
+
+    Every run with the same settings reads the same file, so all of them validate on the same images
+    and can be compared and ensembled."""
+    import pandas as pd
+    f = split_file(workdir, seed, valid_pct, folds)
+    df = comp.train_df()
+    L = comp.layout
+    if f.exists():
+        split = pd.read_csv(f, dtype={L.id_col: str})
+        if set(split[L.id_col]) == set(df[L.id_col]): return split
+        raise ConfigError(f'{f} was made for other training images: delete it to make a new split '
+                          '(runs made with the old one can no longer be ensembled with new ones)')
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+    ids, labels = df[L.id_col].to_numpy(), df[L.label_col].to_numpy()
+    if folds:
+        if folds < 2: raise ConfigError(f'--folds {folds} is too few: use 2 or more')
+        fold = pd.Series(0, index=ids)
+        for k, (_, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(ids, labels)):
+            fold.iloc[va] = k
+        split = pd.DataFrame({L.id_col: ids, 'fold': fold.to_numpy()})
+    else:
+        if not 0 < valid_pct < 1: raise ConfigError(f'valid_pct {valid_pct} must be between 0 and 1')
+        _, va = train_test_split(ids, test_size=valid_pct, stratify=labels, random_state=seed)
+        va = set(va)
+        split = pd.DataFrame({L.id_col: ids, 'fold': [0 if i in va else 1 for i in ids]})
+    write_csv(f, split.sort_values(L.id_col))
+    return pd.read_csv(f, dtype={L.id_col: str})
+
+
+def valid_ids(comp, workdir='.', seed=42, valid_pct=0.2, folds=None, fold=0):
+    """The validation image ids of the shared split (fold `fold` when `folds` is set)."""
+    split = shared_split(comp, workdir, seed, valid_pct, folds)
+    if folds and not 0 <= fold < folds: raise ConfigError(f'--fold {fold} must be between 0 and {folds - 1}')
+    return set(split.loc[split['fold'] == (fold if folds else 0), comp.layout.id_col])
+
+
+def item_tfms(resize):
+    """fastai's item-level Resize for a recipe's ('squish'|'crop'|'pad', (h, w))."""
+    from fastai.vision.all import PadMode, Resize, ResizeMethod
+    method, size = resize
+    methods = {'squish': ResizeMethod.Squish, 'crop': ResizeMethod.Crop, 'pad': ResizeMethod.Pad}
+    if method not in methods: raise ConfigError(f'resize method {method!r}: use squish, crop or pad')
+    return Resize(tuple(size), method=methods[method], pad_mode=PadMode.Zeros)
+
+
+def batch_tfms(size, min_scale=0.75):
+    """fastai's `aug_transforms` at the recipe's batch size, as the reference recipe used them."""
+    from fastai.vision.all import aug_transforms
+    return aug_transforms(size=tuple(size), min_scale=min_scale)
+
+
+def num_workers(requested=None):
+    """Data-loading workers: the machine's cores unless set."""
+    return os.cpu_count() if requested is None else requested
+
+
+def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=None, seed=42, device=None):
+    """DataLoaders from a fastai DataBlock: the images of train.csv, `valid` ids held out, one block per target."""
+    from fastai.vision.all import CategoryBlock, ColReader, DataBlock, ImageBlock, ColSplitter
+    df = comp.train_df()
+    df['is_valid'] = df[comp.layout.id_col].isin(valid)
+    cols = [comp.layout.label_col if t == 'label' else t for t in targets]
+    missing = [c for c in cols if c not in df.columns]
+    if missing: raise ConfigError(f'train.csv has no column {missing[0]!r} to use as a target')
+    dblock = DataBlock(blocks=(ImageBlock, *[CategoryBlock] * len(cols)), n_inp=1,
+                       get_x=ColReader('path', pref=f'{comp.path}{os.sep}'),
+                       get_y=[ColReader(c) for c in cols], splitter=ColSplitter('is_valid'),
+                       item_tfms=item_tfms(resize), batch_tfms=batch_tfms(size))
+    kw = {'device': device} if device is not None else {}
+    pin = device is not None and str(device).startswith('cuda')
+    return dblock.dataloaders(df, bs=bs, num_workers=num_workers(workers), seed=seed, pin_memory=pin, **kw)

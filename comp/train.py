@@ -1,0 +1,256 @@
+"""train(cfg) -> run directory: DataLoaders, a timm learner, the schedule, and everything the run records."""
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from . import competition, data, runs, zoo
+from .errors import CompError, ConfigError
+from .files import read_json, write_csv, write_json
+
+SCHEDULES = ('fine_tune', 'one_cycle')
+PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
+TARGETS = {'disease': ('label',), 'disease+variety': ('label', 'variety')}
+
+
+@dataclass
+class TrainConfig:
+    """What a run is trained with; None means the recipe's value, filled in by `resolve`."""
+    arch: str = 'convnext_small'
+    data: str = None
+    size: tuple = None
+    resize: tuple = None           # (method, (height, width))
+    bs: int = None
+    accum: int = None
+    lr: object = None              # a number, or 'auto' for lr_find
+    epochs: int = None
+    schedule: str = None
+    pretrained: bool = None
+    weights: str = None            # a weights file, or a folder of cached Hugging Face hub files
+    precision: str = 'auto'
+    channels_last: bool = False
+    target: str = 'disease'
+    seed: int = 42
+    valid_pct: float = 0.2
+    folds: int = None
+    fold: int = 0
+    workers: int = None
+
+
+def resolve(cfg, comp=None):
+    """The config with every default filled in from the recipe, checked, as a plain dict."""
+    r = zoo.recipe(cfg.arch)
+    out = asdict(cfg)
+    out.update(name=r.name, arch=r.arch)
+    for k in ('size', 'resize', 'bs', 'accum', 'lr', 'epochs', 'schedule', 'pretrained'):
+        if out[k] is None: out[k] = getattr(r, k)
+    out['size'] = _hw(out['size'], 'size')
+    method, rsize = out['resize']
+    out['resize'] = [method, _hw(rsize, 'resize')]
+    if method not in zoo.RESIZE_METHODS: raise ConfigError(f'--resize {method}: use squish, crop or pad')
+    if out['schedule'] not in SCHEDULES: raise ConfigError(f'--schedule {out["schedule"]}: use fine_tune or one_cycle')
+    if out['precision'] not in PRECISIONS: raise ConfigError(f'--precision {out["precision"]}: use {", ".join(PRECISIONS)}')
+    if out['target'] not in TARGETS: raise ConfigError(f'--target {out["target"]}: use {" or ".join(TARGETS)}')
+    if out['lr'] != 'auto':
+        try: out['lr'] = float(out['lr'])
+        except ValueError: raise ConfigError(f'--lr {out["lr"]!r}: use a number such as 0.01, or auto') from None
+    for k in ('bs', 'accum', 'epochs'):
+        if int(out[k]) < 1: raise ConfigError(f'--{k} must be at least 1')
+    fixed = zoo.fixed_input_size(out['arch'])
+    if fixed and tuple(out['size']) != fixed:
+        raise ConfigError(f'{out["arch"]} only takes {fixed[0]}x{fixed[1]} images: drop --size or use {fixed[0]}')
+    if comp is not None: out['data'] = str(comp.path)
+    out['workers'] = data.num_workers(out['workers'])
+    return out
+
+
+def _hw(size, what):
+    if isinstance(size, (int, float)): return [int(size), int(size)]
+    if isinstance(size, str):
+        try: size = [int(s) for s in size.lower().replace(',', 'x').split('x')]
+        except ValueError: size = []
+    size = list(size)
+    if len(size) == 1: size = size * 2
+    if len(size) != 2 or min(size) < 8: raise ConfigError(f'--{what} {size}: use a size such as 224 or 256x192')
+    return [int(s) for s in size]
+
+
+def train(cfg, workdir='.', resume=None, quiet=False):
+    """Train one model and return its run directory (config, env, metrics, weights, vocab, validation preds)."""
+    if resume is not None:
+        run = runs.find(resume, workdir)
+        if runs.status(run) == 'complete': raise CompError(f'run {run.name} is already complete')
+        c = read_json(run / 'config.json')
+        comp = competition.find(c['data'], workdir)
+    else:
+        comp = competition.find(cfg.data, workdir)
+        c = resolve(cfg, comp)
+        run = runs.create(workdir, c)
+    runs.set_status(run, 'running')
+    try:
+        result = _train(c, comp, run, workdir, resume is not None, quiet)
+    except BaseException as e:
+        runs.set_status(run, 'failed' if not isinstance(e, KeyboardInterrupt) else 'incomplete', error=str(e)[:500])
+        raise
+    write_json(run / 'result.json', result)
+    runs.set_status(run, 'complete')
+    return run
+
+
+def _train(c, comp, run, workdir, resuming, quiet):
+    import torch
+    from fastai.vision.all import GradientAccumulation, ProgressCallback, minimum, slide, steep, valley
+    learn = build_learner(c, comp, run, workdir, for_training=True)
+    precision = _precision(c['precision'])
+    if precision == 'fp16': learn.to_fp16()
+    elif precision == 'bf16': learn.to_bf16()
+    if c['channels_last']:
+        learn.model = learn.model.to(memory_format=torch.channels_last)
+    if c['accum'] > 1: learn.add_cb(GradientAccumulation(c['bs'] * c['accum']))
+    from .callbacks import RunLog
+    log = RunLog(run, quiet=quiet or sys.stdout.isatty())
+    learn.add_cb(log)
+    if not sys.stdout.isatty() or quiet:
+        # Off a terminal, RunLog's one line per epoch replaces fastprogress's bars and fastai's raw lists.
+        from fastcore.basics import noop
+        learn.remove_cb(ProgressCallback)
+        learn.logger = noop
+    done = 0
+    if resuming and (run / 'checkpoint.pth').exists():
+        learn.load('checkpoint', with_opt=True)
+        done = read_json(run / 'status.json').get('epochs_done', 0)
+        log.epoch_offset = done
+    lr = c['lr']
+    if lr == 'auto':
+        lr = _lr_find(learn, run, (minimum, steep, valley, slide))
+        c = {**c, 'lr_found': lr}
+    t0 = time.time()
+    fit(learn, c['schedule'], c['epochs'], lr, start=done)
+    learn.save('model')
+    (run / 'checkpoint.pth').unlink(missing_ok=True)
+    vocab = list(learn.dls.vocab[0] if c['target'] != 'disease' else learn.dls.vocab)
+    write_json(run / 'vocab.json', vocab)
+    valid = valid_preds(learn, comp, vocab)
+    write_csv(run / 'preds_valid.csv', valid)
+    err = float((valid[vocab].to_numpy().argmax(1) != valid['label'].map(vocab.index).to_numpy()).mean())
+    _plots(learn, run, valid, vocab)
+    secs = time.time() - t0
+    n_train = len(learn.dls.train_ds)
+    return {'valid_error': err, 'precision': precision, 'lr': lr, 'seconds': round(secs, 1),
+            'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),
+            'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device)}
+
+
+def build_learner(c, comp, run, workdir, for_training=False):
+    """DataLoaders and a fastai learner for a resolved config; weights are loaded only when training."""
+    from fastai.vision.all import Normalize, vision_learner
+    valid = data.valid_ids(comp, workdir, c['seed'], c['valid_pct'], c['folds'], c['fold'])
+    targets = TARGETS[c['target']]
+    dls = data.dataloaders(comp, valid, c['size'], c['resize'], c['bs'], targets, c['workers'], c['seed'])
+    kw = {}
+    if len(targets) > 1:
+        from .callbacks import MultiTargetLoss, multi_target_metrics
+        sizes = [len(v) for v in dls.vocab]
+        kw.update(n_out=sum(sizes), loss_func=MultiTargetLoss(sizes), metrics=multi_target_metrics(sizes, targets))
+    else:
+        from fastai.vision.all import error_rate
+        kw['metrics'] = error_rate
+    pretrained = bool(c['pretrained']) and for_training
+    if pretrained and c.get('weights'): kw.update(_weights_kwargs(c['weights']))
+    try:
+        learn = vision_learner(dls, c['arch'], pretrained=pretrained, normalize=False, path=run, model_dir='.', **kw)
+    except (OSError, RuntimeError, ValueError) as e:
+        if not pretrained: raise
+        raise CompError(f'could not load pretrained weights for {c["arch"]} ({type(e).__name__}): pass '
+                        '--weights FILE (or a folder of cached Hugging Face hub files), or --no-pretrained') from e
+    if c['pretrained']:
+        # The model's own normalization, known from timm's config without any download.
+        cfg = learn.model[0].model.pretrained_cfg
+        dls.add_tfms([Normalize.from_stats(cfg['mean'], cfg['std'])], 'after_batch')
+    return learn
+
+
+def _weights_kwargs(weights):
+    w = Path(weights).expanduser()
+    if w.is_file(): return {'pretrained_cfg_overlay': {'file': str(w)}}
+    if w.is_dir():
+        # A folder of hub files (e.g. a Kaggle dataset of the HF cache): timm reads it offline.
+        os.environ['HF_HUB_CACHE'] = str(w)
+        os.environ['HF_HUB_OFFLINE'] = '1'
+        return {}
+    raise ConfigError(f'--weights {weights}: no such file or folder')
+
+
+def _precision(p):
+    import torch
+    if p != 'auto':
+        if p != 'fp32' and not torch.cuda.is_available():
+            raise ConfigError(f'--precision {p} needs a CUDA GPU: use fp32 or auto on this machine')
+        if p == 'bf16' and not torch.cuda.is_bf16_supported():
+            raise ConfigError('this GPU has no bf16: use --precision fp16 or auto')
+        return p
+    if not torch.cuda.is_available(): return 'fp32'
+    return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+
+
+def fit(learn, schedule, epochs, lr, start=0, freeze_epochs=1):
+    """fastai's fine_tune (frozen epoch, then discriminative lr) or fit_one_cycle, resumable at epoch `start`.
+
+    Epochs are counted across both phases of fine_tune, so `start` is the number of epochs already done."""
+    if schedule == 'one_cycle':
+        learn.unfreeze()
+        learn.fit_one_cycle(epochs, lr, start_epoch=start)
+        return
+    # The same calls as fastai's Learner.fine_tune, split so a resumed run can skip done epochs.
+    if start < freeze_epochs:
+        learn.freeze()
+        learn.fit_one_cycle(freeze_epochs, slice(lr), pct_start=0.99, start_epoch=start)
+    learn.unfreeze()
+    base = lr / 2
+    learn.fit_one_cycle(epochs, slice(base / 100, base), pct_start=0.3, div=5.0,
+                        start_epoch=max(0, start - freeze_epochs))
+
+
+def _lr_find(learn, run, funcs):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    sugg = learn.lr_find(suggest_funcs=funcs, show_plot=True)
+    plt.savefig(run / 'lr_find.png')
+    plt.close('all')
+    found = {f.__name__: float(v) for f, v in zip(funcs, sugg)}
+    write_json(run / 'lr_find.json', {'suggestions': found, 'chosen': 'valley'})
+    return found['valley']
+
+
+def valid_preds(learn, comp, vocab, dl=None):
+    """Validation probabilities with image ids and true labels, as a DataFrame."""
+    import pandas as pd
+    preds, _ = learn.get_preds(dl=dl or learn.dls.valid)
+    items = learn.dls.valid.items
+    df = pd.DataFrame(preds[:, :len(vocab)].numpy(), columns=vocab)
+    df.insert(0, 'label', items[comp.layout.label_col].to_numpy())
+    df.insert(0, comp.layout.id_col, items[comp.layout.id_col].to_numpy())
+    return df
+
+
+def _plots(learn, run, valid, vocab):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+    learn.recorder.plot_loss()
+    plt.savefig(run / 'loss.png')
+    plt.close('all')
+    cm = confusion_matrix(valid['label'], [vocab[i] for i in valid[vocab].to_numpy().argmax(1)], labels=vocab)
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(cm, cmap='Blues')
+    ax.set(xticks=range(len(vocab)), yticks=range(len(vocab)), xlabel='predicted', ylabel='actual')
+    ax.set_xticklabels(vocab, rotation=90)
+    ax.set_yticklabels(vocab)
+    for i in range(len(vocab)):
+        for j in range(len(vocab)): ax.text(j, i, cm[i, j], ha='center', va='center', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run / 'confusion.png')
+    plt.close('all')
