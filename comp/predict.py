@@ -1,5 +1,5 @@
 """Test and validation probabilities of a trained run (with TTA), and their submission."""
-from pathlib import Path
+import sys
 
 from . import competition, runs, submission
 from .errors import CompError
@@ -11,11 +11,12 @@ def load_learner(run, workdir='.'):
     run = runs.find(run, workdir)
     if runs.status(run) != 'complete' or not (run / 'model.pth').exists():
         raise CompError(f'run {run.name} is {runs.status(run)}: finish it with `comp train --resume {run.name}`')
-    from .train import build_learner
+    from .train import build_learner, no_bars
     c = read_json(run / 'config.json')
     comp = competition.find(c['data'], workdir)
     learn = build_learner(c, comp, run, workdir)
     learn.load('model', with_opt=False)
+    if not sys.stdout.isatty(): no_bars(learn)
     return learn, comp, run
 
 

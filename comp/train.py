@@ -100,7 +100,7 @@ def train(cfg, workdir='.', resume=None, quiet=False):
 
 def _train(c, comp, run, workdir, resuming, quiet):
     import torch
-    from fastai.vision.all import GradientAccumulation, ProgressCallback, minimum, slide, steep, valley
+    from fastai.vision.all import GradientAccumulation, minimum, slide, steep, valley
     learn = build_learner(c, comp, run, workdir, for_training=True)
     precision = _precision(c['precision'])
     if precision == 'fp16': learn.to_fp16()
@@ -111,11 +111,7 @@ def _train(c, comp, run, workdir, resuming, quiet):
     from .callbacks import RunLog
     log = RunLog(run, quiet=quiet or sys.stdout.isatty())
     learn.add_cb(log)
-    if not sys.stdout.isatty() or quiet:
-        # Off a terminal, RunLog's one line per epoch replaces fastprogress's bars and fastai's raw lists.
-        from fastcore.basics import noop
-        learn.remove_cb(ProgressCallback)
-        learn.logger = noop
+    if not sys.stdout.isatty() or quiet: no_bars(learn)
     done = 0
     if resuming and (run / 'checkpoint.pth').exists():
         learn.load('checkpoint', with_opt=True)
@@ -168,6 +164,15 @@ def build_learner(c, comp, run, workdir, for_training=False):
         # The model's own normalization, known from timm's config without any download.
         cfg = learn.model[0].model.pretrained_cfg
         dls.add_tfms([Normalize.from_stats(cfg['mean'], cfg['std'])], 'after_batch')
+    return learn
+
+
+def no_bars(learn):
+    """Off a terminal, RunLog's one line per epoch replaces fastprogress's bars and fastai's raw lists."""
+    from fastai.vision.all import ProgressCallback
+    from fastcore.basics import noop
+    learn.remove_cb(ProgressCallback)
+    learn.logger = noop
     return learn
 
 

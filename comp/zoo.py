@@ -46,7 +46,7 @@ RECIPES = {r.name: r for r in [
     Recipe('swinv2_base', 'swinv2_base_window12_192.ms_in22k', (192, 192), ('squish', (480, 480)), 32, 1, 0.01, 12),
     Recipe('swinv2_large', 'swinv2_large_window12_192.ms_in22k', (192, 192), ('squish', (480, 480)), 16, 2, 0.01, 12),
     # Trained from scratch: the demo (no weights can be downloaded here) and the tests' tiny models.
-    Recipe('demo', 'resnet18', (96, 96), ('squish', (128, 128)), 32, 1, 0.004, 10, 'one_cycle', False),
+    Recipe('demo', 'resnet10t.c3_in1k', (64, 64), ('squish', (96, 96)), 16, 1, 0.01, 15, 'one_cycle', False),
     Recipe('test_convnext', 'test_convnext.r160_in1k', (64, 64), ('squish', (96, 96)), 16, 1, 0.01, 2, 'one_cycle', False),
     Recipe('test_vit', 'test_vit.r160_in1k', (64, 64), ('squish', (96, 96)), 16, 1, 0.01, 2, 'one_cycle', False),
 ]}

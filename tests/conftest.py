@@ -1,0 +1,54 @@
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from comp import competition
+from comp.sample import write_sample
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _cache(tmp_path_factory):
+    # Validation stamps and other caches go to a temporary folder, never the user's ~/.cache.
+    mp = pytest.MonkeyPatch()
+    mp.setenv('COMP_CACHE', str(tmp_path_factory.mktemp('cache')))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope='session')
+def tiny_sample(tmp_path_factory):
+    """A 1% sample competition (~100 train, ~35 test images): written once, never modified."""
+    return write_sample(tmp_path_factory.mktemp('tiny') / 'paddy', scale=0.01, seed=0)
+
+
+@pytest.fixture(scope='session')
+def small_sample(tmp_path_factory):
+    """The default 'small' sample (~300 train images)."""
+    return write_sample(tmp_path_factory.mktemp('small') / 'paddy', scale='small', seed=42)
+
+
+@pytest.fixture
+def tiny_copy(tiny_sample, tmp_path):
+    """A private copy of the tiny sample that a test may break."""
+    return Path(shutil.copytree(tiny_sample, tmp_path / 'paddy'))
+
+
+@pytest.fixture
+def workspace(tiny_sample, tmp_path, monkeypatch):
+    """A working directory with the tiny sample recorded as its competition."""
+    ws = tmp_path / 'ws'
+    ws.mkdir()
+    competition.record(competition.load(tiny_sample), ws)
+    monkeypatch.chdir(ws)
+    return ws
+
+
+def comp_cli(*args, cwd=None, env=None, timeout=900):
+    """Run the installed `comp` command line as a user would."""
+    import os
+    import subprocess
+    exe = Path(sys.executable).parent / 'comp'
+    e = {**os.environ, **(env or {})}
+    return subprocess.run([str(exe), *map(str, args)], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)

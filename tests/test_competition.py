@@ -1,0 +1,94 @@
+import shutil
+
+import pandas as pd
+import pytest
+
+from comp import competition
+from comp.competition import Layout
+from comp.errors import DataError
+
+
+def problems(root):
+    with pytest.raises(DataError) as e:
+        competition.load(root)
+    return str(e.value)
+
+
+def test_valid_sample_loads_with_vocab_and_test_ids(tiny_sample):
+    comp = competition.load(tiny_sample)
+    assert comp.vocab() == sorted(p.name for p in (tiny_sample / 'train_images').iterdir())
+    assert comp.test_ids() == list(pd.read_csv(tiny_sample / 'sample_submission.csv', dtype=str)['image_id'])
+
+
+def test_missing_folder_and_file(tiny_copy):
+    shutil.rmtree(tiny_copy / 'test_images')
+    (tiny_copy / 'train.csv').unlink()
+    msg = problems(tiny_copy)
+    assert 'missing folder test_images/' in msg and 'missing file train.csv' in msg
+
+
+def test_wrong_columns(tiny_copy):
+    df = pd.read_csv(tiny_copy / 'train.csv').rename(columns={'variety': 'kind'})
+    df.to_csv(tiny_copy / 'train.csv', index=False)
+    assert 'train.csv has columns image_id,label,kind,age; expected image_id,label,variety,age' in problems(tiny_copy)
+
+
+def test_labels_differ_from_folders_and_ids_without_images(tiny_copy):
+    df = pd.read_csv(tiny_copy / 'train.csv')
+    df.loc[0, 'label'] = 'rust'
+    df.loc[1, 'image_id'] = '999999.jpg'
+    df.to_csv(tiny_copy / 'train.csv', index=False)
+    msg = problems(tiny_copy)
+    assert 'labels in train.csv differ from the folders in train_images/ (no folder for: rust)' in msg
+    assert '999999.jpg' in msg and 'have no image' in msg
+
+
+def test_image_in_the_wrong_label_folder(tiny_copy):
+    df = pd.read_csv(tiny_copy / 'train.csv')
+    i, lbl = df.loc[0, 'image_id'], df.loc[0, 'label']
+    shutil.move(tiny_copy / 'train_images' / lbl / i, tiny_copy / 'train_images' / 'normal' / i)
+    assert f'{i} (label {lbl}, found in normal/)' in problems(tiny_copy)
+
+
+def test_undecodable_images_are_named(tiny_copy):
+    bad = sorted((tiny_copy / 'train_images' / 'blast').iterdir())[0]
+    bad.write_bytes(bad.read_bytes()[:2000])  # truncated JPEG
+    (tiny_copy / 'test_images' / '200002.jpg').write_bytes(b'not an image')
+    msg = problems(tiny_copy)
+    assert '2 images cannot be decoded' in msg
+    assert f'train_images/blast/{bad.name}' in msg and 'test_images/200002.jpg' in msg
+
+
+def test_duplicate_and_missing_test_ids(tiny_copy):
+    sub = pd.read_csv(tiny_copy / 'sample_submission.csv', dtype=str)
+    sub = pd.concat([sub, sub.iloc[:1], pd.DataFrame({'image_id': ['299999.jpg'], 'label': ['']})])
+    sub.to_csv(tiny_copy / 'sample_submission.csv', index=False)
+    msg = problems(tiny_copy)
+    assert 'duplicate test ids in sample_submission.csv: 200001.jpg' in msg
+    assert '1 test ids have no image in test_images/: 299999.jpg' in msg
+
+
+def test_every_problem_reported_at_once(tiny_copy):
+    df = pd.read_csv(tiny_copy / 'train.csv')
+    df.loc[1, 'image_id'] = '999999.jpg'
+    df.to_csv(tiny_copy / 'train.csv', index=False)
+    sub = pd.read_csv(tiny_copy / 'sample_submission.csv', dtype=str)
+    pd.concat([sub, sub.iloc[:1]]).to_csv(tiny_copy / 'sample_submission.csv', index=False)
+    msg = problems(tiny_copy)
+    assert '999999.jpg' in msg and 'duplicate test ids' in msg
+
+
+def test_other_competition_layout(tiny_copy):
+    (tiny_copy / 'train_images').rename(tiny_copy / 'train')
+    df = pd.read_csv(tiny_copy / 'train.csv').drop(columns=['variety', 'age'])
+    df.to_csv(tiny_copy / 'train.csv', index=False)
+    with pytest.raises(DataError): competition.load(tiny_copy)
+    comp = competition.load(tiny_copy, name='other', layout=Layout(train_dir='train', extra_cols=[]))
+    assert len(comp.train_df()) == len(df)
+
+
+def test_find_uses_recorded_competition_or_says_how_to_get_one(tiny_sample, tmp_path):
+    with pytest.raises(DataError, match='comp sample DIR'):
+        competition.find(workdir=tmp_path)
+    competition.record(competition.load(tiny_sample), tmp_path)
+    assert competition.find(workdir=tmp_path).path == tiny_sample.resolve()
