@@ -14,7 +14,9 @@ from .files import write_csv
 
 
 class RunLog(Callback):
-    """Per-epoch metrics CSV, an atomic checkpoint, progress in status.json, and one line per epoch."""
+    """Per-epoch metrics CSV, an atomic checkpoint, progress in status.json, and one line per epoch.
+
+    `epoch_offset` is the number of epochs before the current fit (fine_tune's frozen phase), set by `train.fit`."""
     order = 65  # after the Recorder has the epoch's values
 
     def __init__(self, run, quiet=False):
@@ -27,9 +29,6 @@ class RunLog(Callback):
     def before_epoch(self): self.skipping, self.t0 = False, time.time()
 
     def after_cancel_epoch(self): self.skipping = True
-
-    def after_fit(self):
-        if not self._finding(): self.epoch_offset = self.fit_offset + self.n_epoch
 
     def after_epoch(self):
         # Epochs skipped on resume, lr_find's mock fit and get_preds are not epochs of this run.

@@ -44,7 +44,9 @@ def demo(dir: Path = typer.Option(Path('demo'), '--dir', help='Folder for the sa
     """Run the whole job on the built-in sample: data, training, prediction, a scored submission."""
     from .demo import demo as run_demo
     res = run_demo(dir, seed=seed)
-    typer.echo(f'run: {res["run"]}')
+    for r in res['runs']:
+        typer.echo(f'run {r["run"].name}: accuracy {r["accuracy"]:.4f} (with TTA {r["accuracy_tta"]:.4f})')
+    typer.echo(f'ensemble accuracy: {res["accuracy"]:.4f}')
     typer.echo(f'submission: {res["submission"]}')
     typer.echo(f'accuracy: {res["accuracy"]:.4f}')
 
@@ -120,6 +122,40 @@ def validate(file: Path = typer.Argument(..., help='A submission CSV.'), data: O
 
 
 @app.command()
+def ensemble(run: List[str] = typer.Argument(..., help='Two or more run directories or names from `comp runs`.'),
+             weights: Optional[str] = typer.Option(None, help='Comma-separated weights, one per run (default: equal).'),
+             search_weights: bool = typer.Option(False, '--search-weights', help='Pick weights that minimise validation error.'),
+             tta: int = typer.Option(0, help='Use each run\'s TTA predictions with this many passes.'),
+             beta: float = typer.Option(0.25, help='Weight of the plain pass in TTA.'),
+             name: Optional[str] = typer.Option(None, help='Submission name.')):
+    """Average the probabilities of runs that share a vocab and write the ensemble's submission.
+
+    Example: comp ensemble RUN1 RUN2 RUN3 --tta 4 --search-weights"""
+    from .ensemble import ensemble as run_ensemble
+    out = run_ensemble(run, weights=weights, name=name, tta=tta, beta=beta, search_weights=search_weights)
+    for r, e in zip(out['runs'], out.get('run_valid_errors', [None] * len(out['runs']))):
+        typer.echo(f'  {r}: validation error {"-" if e is None else f"{e:.4f}"}')
+    typer.echo('weights: ' + ', '.join(f'{w:.3f}' for w in out['weights']))
+    if 'valid_error' in out:
+        typer.echo(f'ensemble validation error: {out["valid_error"]:.4f} (equal weights: {out["equal_weights_error"]:.4f})')
+    else:
+        typer.echo('no ensemble validation error: the runs do not share a validation split')
+    typer.echo(f'submission: {out["submission"]}')
+
+
+@app.command()
+def holdout(dir: Path = typer.Argument(..., help='Folder for the new local competition (new or empty).'),
+            frac: float = typer.Option(0.25, help='Fraction of the training images that become the test set.'),
+            seed: int = typer.Option(42, help='Seed of the stratified split.'),
+            data: Optional[Path] = DATA):
+    """Turn a competition's training set into a local competition with a solution.csv, to score offline."""
+    from . import competition
+    from .holdout import holdout as make_holdout
+    path = make_holdout(competition.find(data), dir, frac=frac, seed=seed)
+    typer.echo(f'wrote the holdout competition to {path}; use it with --data {path} or `comp score`')
+
+
+@app.command()
 def runs(json_: bool = typer.Option(False, '--json', help='Print JSON for scripts.')):
     """List the runs here, best validation error first."""
     from .runs import table
@@ -140,6 +176,10 @@ def zoo():
 
 def main():
     """Entry point: user errors print one line and exit 1; COMP_DEBUG=1 shows the traceback."""
+    if not os.environ.get('COMP_DEBUG'):
+        # Library deprecation chatter (torch.jit, timm aliases) is not the user's to act on.
+        import warnings
+        for cat in (FutureWarning, DeprecationWarning, UserWarning): warnings.filterwarnings('ignore', category=cat)
     try:
         app()
     except CompError as e:

@@ -80,9 +80,12 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     cols = [comp.layout.label_col if t == 'label' else t for t in targets]
     missing = [c for c in cols if c not in df.columns]
     if missing: raise ConfigError(f'train.csv has no column {missing[0]!r} to use as a target')
-    dblock = DataBlock(blocks=(ImageBlock, *[CategoryBlock] * len(cols)), n_inp=1,
+    # Vocabularies come from all of train.csv, so a value seen only in validation still has a class.
+    vocabs = [comp.vocab() if c == comp.layout.label_col else sorted(df[c].astype(str).unique()) for c in cols]
+    dblock = DataBlock(blocks=(ImageBlock, *[CategoryBlock(vocab=v) for v in vocabs]), n_inp=1,
                        get_x=ColReader('path', pref=f'{comp.path}{os.sep}'),
-                       get_y=[ColReader(c) for c in cols], splitter=ColSplitter('is_valid'),
+                       get_y=[ColReader(c) for c in cols] if len(cols) > 1 else ColReader(cols[0]),
+                       splitter=ColSplitter('is_valid'),
                        item_tfms=item_tfms(resize), batch_tfms=batch_tfms(size))
     kw = {'device': device} if device is not None else {}
     pin = device is not None and str(device).startswith('cuda')

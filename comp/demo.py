@@ -1,16 +1,27 @@
-"""`comp demo`: the whole job on the built-in sample competition, from data to a scored submission."""
+"""`comp demo`: the whole job on the built-in sample competition, from data to a scored ensemble submission."""
 from pathlib import Path
 
 from . import competition, predict, sample, submission, train
+from .ensemble import ensemble
+
+# Two small from-scratch models on the same shared split: different input sizes make them disagree usefully.
+DEMO_RUNS = [dict(arch='demo'), dict(arch='demo', size=80, resize=('squish', 112), epochs=12)]
+DEMO_TTA = 4
 
 
-def demo(dir='demo', seed=42, arch='demo', quiet=False):
-    """Write the sample into DIR/data (once), train the demo recipe, predict, write and score the submission."""
+def demo(dir='demo', seed=42, quiet=False):
+    """Write the sample into DIR/data (once), train two runs, predict with TTA, ensemble and score them."""
     dir = Path(dir)
     data = dir / 'data'
     if not (data / 'train.csv').exists(): sample.write_sample(data, seed=seed)
     comp = competition.load(data)
     competition.record(comp, dir)
-    run = train.train(train.TrainConfig(arch=arch, seed=seed), workdir=dir, quiet=quiet)
-    sub = predict.predict(run, workdir=dir)
-    return {'run': run, 'submission': sub, 'accuracy': submission.score(comp, sub)}
+    out = []
+    for kw in DEMO_RUNS:
+        run = train.train(train.TrainConfig(seed=seed, **kw), workdir=dir, quiet=quiet)
+        plain = predict.predict(run, workdir=dir)
+        tta = predict.predict(run, tta=DEMO_TTA, workdir=dir)
+        out.append({'run': run, 'accuracy': submission.score(comp, plain), 'accuracy_tta': submission.score(comp, tta)})
+    ens = ensemble([r['run'] for r in out], tta=DEMO_TTA, workdir=dir)
+    sub = Path(ens['submission'])
+    return {'runs': out, 'submission': sub, 'accuracy': submission.score(comp, sub), 'ensemble': ens}

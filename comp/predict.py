@@ -1,4 +1,4 @@
-"""Test and validation probabilities of a trained run (with TTA), and their submission."""
+"""Test and validation probabilities of a trained run (optionally with TTA), and their submission."""
 import sys
 
 from . import competition, runs, submission
@@ -7,7 +7,7 @@ from .files import read_json, write_csv, write_json
 
 
 def load_learner(run, workdir='.'):
-    """The run's learner rebuilt from its config with its trained weights, and its competition."""
+    """The run's learner rebuilt from its config with its trained weights, its competition and directory."""
     run = runs.find(run, workdir)
     if runs.status(run) != 'complete' or not (run / 'model.pth').exists():
         raise CompError(f'run {run.name} is {runs.status(run)}: finish it with `comp train --resume {run.name}`')
@@ -28,38 +28,61 @@ def test_dl(learn, comp):
     return learn.dls.test_dl(items)
 
 
-def probs_frame(comp, ids, probs, vocab):
-    """Probabilities as a DataFrame: the id column, then one column per label."""
+def preds_paths(run, tta=0):
+    """Where a run keeps its (test, validation) probabilities for a TTA setting."""
+    suffix = f'_tta{tta}' if tta else ''
+    return run / f'preds_test{suffix}.csv', run / f'preds_valid{suffix}.csv'
+
+
+def predictions(run, tta=0, beta=0.25, workdir='.'):
+    """(test, validation) probabilities of a run as DataFrames, computed once per TTA setting and stored."""
+    import pandas as pd
+    run = runs.find(run, workdir)
+    test_f, valid_f = preds_paths(run, tta)
+    res = read_json(run / 'result.json') if (run / 'result.json').exists() else {}
+    if test_f.exists() and valid_f.exists() and (not tta or res.get('beta') == beta):
+        return pd.read_csv(test_f, dtype={'image_id': str}), pd.read_csv(valid_f, dtype={'image_id': str})
+    learn, comp, run = load_learner(run, workdir)
+    vocab = read_json(run / 'vocab.json')
+    preds = get_preds(learn, test_dl(learn, comp), tta, beta)
+    test = _frame(comp, comp.test_ids(), preds, vocab)
+    write_csv(test_f, test)
+    valid = pd.read_csv(run / 'preds_valid.csv', dtype={comp.layout.id_col: str})
+    if tta:
+        from .train import valid_preds
+        valid = valid_preds(learn, comp, vocab)
+        tp = get_preds(learn, learn.dls.valid.new(shuffle=False, drop_last=False), tta, beta)
+        valid[vocab] = tp[:, :len(vocab)].numpy()
+        write_csv(valid_f, valid)
+        res.update(valid_error_tta=error(valid, vocab), tta=tta, beta=beta)
+        write_json(run / 'result.json', res)
+    return test, valid
+
+
+def predict(run, tta=0, beta=0.25, workdir='.', name=None):
+    """Write the run's test probabilities and a validated submission; return the submission's path."""
+    run = runs.find(run, workdir)
+    test, valid = predictions(run, tta, beta, workdir)
+    c = read_json(run / 'config.json')
+    comp = competition.find(c['data'], workdir, check_images=False)
+    vocab = read_json(run / 'vocab.json')
+    res = read_json(run / 'result.json')
+    record = {'runs': [run.name], 'weights': [1.0], 'tta': tta, 'beta': beta if tta else None,
+              'valid_error': res.get('valid_error'), 'valid_error_tta': res.get('valid_error_tta') if tta else None}
+    sub = submission.from_probs(comp, test, vocab)
+    return submission.write(comp, sub, name or f'{run.name}{"_tta" + str(tta) if tta else ""}', record, workdir)
+
+
+def error(valid, vocab):
+    """Error rate of a validation-probabilities frame (columns: id, label, one per vocab entry)."""
+    return float((valid[vocab].to_numpy().argmax(1) != valid['label'].map(vocab.index).to_numpy()).mean())
+
+
+def _frame(comp, ids, probs, vocab):
     import pandas as pd
     df = pd.DataFrame(probs[:, :len(vocab)].numpy(), columns=vocab)
     df.insert(0, comp.layout.id_col, list(ids))
     return df
-
-
-def predict(run, tta=0, beta=0.25, workdir='.', name=None):
-    """Write the run's test (and, with TTA, validation) probabilities and a submission; return its path."""
-    learn, comp, run = load_learner(run, workdir)
-    vocab = read_json(run / 'vocab.json')
-    dl = test_dl(learn, comp)
-    preds = get_preds(learn, dl, tta, beta)
-    probs = probs_frame(comp, comp.test_ids(), preds, vocab)
-    suffix = f'_tta{tta}' if tta else ''
-    write_csv(run / f'preds_test{suffix}.csv', probs)
-    record = {'runs': [run.name], 'weights': [1.0], 'tta': tta, 'beta': beta if tta else None}
-    res = read_json(run / 'result.json')
-    record['valid_error'] = res.get('valid_error')
-    if tta:
-        from .train import valid_preds
-        valid = valid_preds(learn, comp, vocab)
-        tprobs = get_preds(learn, learn.dls.valid.new(shuffle=False, drop_last=False), tta, beta)
-        valid[vocab] = tprobs[:, :len(vocab)].numpy()
-        write_csv(run / f'preds_valid{suffix}.csv', valid)
-        err = float((valid[vocab].to_numpy().argmax(1) != valid['label'].map(vocab.index).to_numpy()).mean())
-        res.update(valid_error_tta=err, tta=tta, beta=beta)
-        write_json(run / 'result.json', res)
-        record['valid_error_tta'] = err
-    sub = submission.from_probs(comp, probs, vocab)
-    return submission.write(comp, sub, name or f'{run.name}{suffix}', record, workdir)
 
 
 def get_preds(learn, dl, tta=0, beta=0.25):

@@ -109,6 +109,7 @@ def _train(c, comp, run, workdir, resuming, quiet):
         learn.model = learn.model.to(memory_format=torch.channels_last)
     if c['accum'] > 1: learn.add_cb(GradientAccumulation(c['bs'] * c['accum']))
     from .callbacks import RunLog
+    from .predict import error
     log = RunLog(run, quiet=quiet or sys.stdout.isatty())
     learn.add_cb(log)
     if not sys.stdout.isatty() or quiet: no_bars(learn)
@@ -116,7 +117,6 @@ def _train(c, comp, run, workdir, resuming, quiet):
     if resuming and (run / 'checkpoint.pth').exists():
         learn.load('checkpoint', with_opt=True)
         done = read_json(run / 'status.json').get('epochs_done', 0)
-        log.epoch_offset = done
     lr = c['lr']
     if lr == 'auto':
         lr = _lr_find(learn, run, (minimum, steep, valley, slide))
@@ -129,7 +129,7 @@ def _train(c, comp, run, workdir, resuming, quiet):
     write_json(run / 'vocab.json', vocab)
     valid = valid_preds(learn, comp, vocab)
     write_csv(run / 'preds_valid.csv', valid)
-    err = float((valid[vocab].to_numpy().argmax(1) != valid['label'].map(vocab.index).to_numpy()).mean())
+    err = error(valid, vocab)
     _plots(learn, run, valid, vocab)
     secs = time.time() - t0
     n_train = len(learn.dls.train_ds)
@@ -154,12 +154,12 @@ def build_learner(c, comp, run, workdir, for_training=False):
         kw['metrics'] = error_rate
     pretrained = bool(c['pretrained']) and for_training
     if pretrained and c.get('weights'): kw.update(_weights_kwargs(c['weights']))
+    elif pretrained: _check_hub(c['arch'])
     try:
         learn = vision_learner(dls, c['arch'], pretrained=pretrained, normalize=False, path=run, model_dir='.', **kw)
     except (OSError, RuntimeError, ValueError) as e:
         if not pretrained: raise
-        raise CompError(f'could not load pretrained weights for {c["arch"]} ({type(e).__name__}): pass '
-                        '--weights FILE (or a folder of cached Hugging Face hub files), or --no-pretrained') from e
+        raise CompError(f'could not load pretrained weights for {c["arch"]} ({type(e).__name__}): {NO_WEIGHTS}') from e
     if c['pretrained']:
         # The model's own normalization, known from timm's config without any download.
         cfg = learn.model[0].model.pretrained_cfg
@@ -174,6 +174,26 @@ def no_bars(learn):
     learn.remove_cb(ProgressCallback)
     learn.logger = noop
     return learn
+
+
+NO_WEIGHTS = ('pass --weights FILE (or a folder of cached Hugging Face hub files), or --no-pretrained')
+
+
+def _check_hub(arch):
+    """Fail at once, not after minutes of retries, when the weights are neither cached nor downloadable."""
+    import socket
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+    cfg = timm.get_pretrained_cfg(arch)
+    repo = cfg and cfg.hf_hub_id
+    if not repo: return  # weights from a URL or elsewhere: let timm try
+    if any(isinstance(try_to_load_from_cache(repo, f), str) for f in ('model.safetensors', 'pytorch_model.bin')):
+        return
+    if os.environ.get('HF_HUB_OFFLINE', '').lower() in ('1', 'true', 'yes'):
+        raise CompError(f'pretrained weights for {arch} are not in the Hugging Face cache and HF_HUB_OFFLINE is set: {NO_WEIGHTS}')
+    try: socket.create_connection(('huggingface.co', 443), timeout=5).close()
+    except OSError:
+        raise CompError(f'no network to download pretrained weights for {arch}: {NO_WEIGHTS}') from None
 
 
 def _weights_kwargs(weights):
@@ -203,14 +223,20 @@ def fit(learn, schedule, epochs, lr, start=0, freeze_epochs=1):
     """fastai's fine_tune (frozen epoch, then discriminative lr) or fit_one_cycle, resumable at epoch `start`.
 
     Epochs are counted across both phases of fine_tune, so `start` is the number of epochs already done."""
+    log = getattr(learn, 'run_log', None)
+    def phase(offset):
+        if log is not None: log.epoch_offset = offset
     if schedule == 'one_cycle':
+        phase(0)
         learn.unfreeze()
         learn.fit_one_cycle(epochs, lr, start_epoch=start)
         return
     # The same calls as fastai's Learner.fine_tune, split so a resumed run can skip done epochs.
     if start < freeze_epochs:
+        phase(0)
         learn.freeze()
         learn.fit_one_cycle(freeze_epochs, slice(lr), pct_start=0.99, start_epoch=start)
+    phase(freeze_epochs)
     learn.unfreeze()
     base = lr / 2
     learn.fit_one_cycle(epochs, slice(base / 100, base), pct_start=0.3, div=5.0,
@@ -221,7 +247,8 @@ def _lr_find(learn, run, funcs):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    sugg = learn.lr_find(suggest_funcs=funcs, show_plot=True)
+    # fastai's 100 iterations, or about five epochs on a small dataset.
+    sugg = learn.lr_find(num_it=min(100, max(20, 5 * len(learn.dls.train))), suggest_funcs=funcs, show_plot=True)
     plt.savefig(run / 'lr_find.png')
     plt.close('all')
     found = {f.__name__: float(v) for f, v in zip(funcs, sugg)}

@@ -19,13 +19,15 @@ def tta(learn, dl, n=4, beta=0.25):
     import torch
     from fastcore.basics import noop
     if n < 1: raise ValueError('n must be at least 1')
-    dl = dl.new(shuffle=False, drop_last=False)
-    est = len(dl.dataset) * 3 * _item_pixels(dl)
-    if est > cache_budget():
+    if len(dl.dataset) * 3 * _item_pixels(dl) > cache_budget():
         # Too large to hold: fall back to fastai's own TTA, which decodes every pass.
         return learn.tta(dl=dl, n=n, beta=beta)[0]
+    # Decoding must not move the random generators that the augmentations draw from.
+    py_state, torch_state = random.getstate(), torch.get_rng_state()
     with dl.dataset.set_split_idx(1):
-        raw = [_cpu(b) for b in dl.new(after_batch=noop)]
+        raw = [_cpu(b) for b in dl.new(shuffle=False, drop_last=False, after_batch=noop)]
+    random.setstate(py_state)
+    torch.set_rng_state(torch_state)
     act = getattr(learn.loss_func, 'activation', lambda o: o.softmax(-1))
     aug = []
     for _ in range(n):

@@ -48,7 +48,7 @@ RECIPES = {r.name: r for r in [
     # Trained from scratch: the demo (no weights can be downloaded here) and the tests' tiny models.
     Recipe('demo', 'resnet10t.c3_in1k', (64, 64), ('squish', (96, 96)), 16, 1, 0.01, 15, 'one_cycle', False),
     Recipe('test_convnext', 'test_convnext.r160_in1k', (64, 64), ('squish', (96, 96)), 16, 1, 0.01, 2, 'one_cycle', False),
-    Recipe('test_vit', 'test_vit.r160_in1k', (64, 64), ('squish', (96, 96)), 16, 1, 0.01, 2, 'one_cycle', False),
+    Recipe('test_vit', 'test_vit.r160_in1k', (160, 160), ('squish', (160, 160)), 16, 1, 0.01, 2, 'one_cycle', False),
 ]}
 
 

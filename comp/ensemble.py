@@ -1,0 +1,77 @@
+"""Ensembles of runs: weighted averages of their probabilities, validated on the shared split."""
+import numpy as np
+
+from . import competition, runs, submission
+from .errors import CompError
+from .files import read_json
+from .predict import error, predictions
+
+SPLIT_KEYS = ('seed', 'valid_pct', 'folds', 'fold')
+
+
+def ensemble(run_names, weights=None, name=None, tta=0, beta=0.25, search_weights=False, workdir='.'):
+    """Average the runs' probabilities (weighted), report validation error, write the submission; return a summary."""
+    if len(run_names) < 2: raise CompError('an ensemble needs at least two runs')
+    rs = [runs.find(r, workdir) for r in run_names]
+    vocabs = [read_json(r / 'vocab.json') for r in rs]
+    for r, v in zip(rs[1:], vocabs[1:]):
+        if v != vocabs[0]: raise CompError(f'run {r.name} has a different vocab from {rs[0].name}: it cannot be ensembled')
+    vocab = vocabs[0]
+    w = _weights(weights, len(rs))
+    preds = [predictions(r, tta, beta, workdir) for r in rs]
+    tests = [t.set_index('image_id')[vocab].sort_index() for t, _ in preds]
+    if any(not t.index.equals(tests[0].index) for t in tests):
+        raise CompError('the runs predicted different test images: were they trained on different competitions?')
+    cfgs = [read_json(r / 'config.json') for r in rs]
+    shared = all(all(c.get(k) == cfgs[0].get(k) for k in SPLIT_KEYS) for c in cfgs)
+    out = {'runs': [r.name for r in rs], 'tta': tta, 'beta': beta if tta else None, 'shared_split': shared}
+    valids = [v.set_index('image_id').sort_index() for _, v in preds]
+    if shared and all(v.index.equals(valids[0].index) for v in valids):
+        labels = valids[0]['label']
+        vp = np.stack([v[vocab].to_numpy() for v in valids])
+        out['run_valid_errors'] = [_err(p[None], [1.0], labels, vocab) for p in vp]
+        out['equal_weights_error'] = _err(vp, [1.0] * len(rs), labels, vocab)
+        if search_weights:
+            w = search(vp, labels, vocab)
+            out['search_gain'] = out['equal_weights_error'] - _err(vp, w, labels, vocab)
+        out['valid_error'] = _err(vp, w, labels, vocab)
+    elif search_weights:
+        raise CompError('--search-weights needs runs that share a validation split (same --seed, --valid-pct, --folds, --fold)')
+    out['weights'] = [float(x) for x in np.asarray(w) / np.sum(w)]
+    probs = sum(wi * t for wi, t in zip(out['weights'], tests)).reset_index()
+    comp = competition.find(cfgs[0]['data'], workdir, check_images=False)
+    sub = submission.from_probs(comp, probs, vocab)
+    out['submission'] = str(submission.write(comp, sub, name or f'ensemble-{len(rs)}runs-{rs[0].name}', out, workdir))
+    return out
+
+
+def _weights(weights, n):
+    if weights is None: return [1.0] * n
+    w = [float(x) for x in (weights.split(',') if isinstance(weights, str) else weights)]
+    if len(w) != n: raise CompError(f'--weights has {len(w)} values for {n} runs: give one per run, e.g. 2,1,1')
+    if min(w) < 0 or sum(w) <= 0: raise CompError('--weights must be non-negative and not all zero')
+    return w
+
+
+def _err(vp, w, labels, vocab):
+    p = np.tensordot(np.asarray(w, float) / np.sum(w), vp, axes=1)
+    import pandas as pd
+    return error(pd.DataFrame(p, columns=vocab).assign(label=labels.to_numpy()), vocab)
+
+
+def search(vp, labels, vocab, grid=(0, 0.5, 1, 1.5, 2, 3), rounds=3):
+    """Non-negative weights minimising validation error, by coordinate search from equal weights.
+
+    A change is kept only when it lowers the error, so the result is never worse than equal weights."""
+    w = [1.0] * len(vp)
+    best = _err(vp, w, labels, vocab)
+    for _ in range(rounds):
+        improved = False
+        for i in range(len(w)):
+            for g in grid:
+                cand = w[:i] + [float(g)] + w[i + 1:]
+                if sum(cand) == 0: continue
+                e = _err(vp, cand, labels, vocab)
+                if e < best - 1e-12: w, best, improved = cand, e, True
+        if not improved: break
+    return w

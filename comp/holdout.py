@@ -1,0 +1,43 @@
+"""`comp holdout`: a local competition carved from a real one's training set, scored offline."""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import ConfigError
+from .files import write_csv
+
+
+def holdout(comp, dest, frac=0.25, seed=42):
+    """Split `comp`'s training set (stratified) into a new competition at `dest` with a solution.csv."""
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise ConfigError(f'{dest} is not empty: choose a new folder or delete it first')
+    if not 0 < frac < 1: raise ConfigError(f'--frac {frac} must be between 0 and 1')
+    L = comp.layout
+    train = pd.read_csv(comp.path / L.train_csv, dtype=str, keep_default_na=False)
+    tr, te = train_test_split(train, test_size=frac, stratify=train[L.label_col], random_state=seed)
+    te = te.sort_values(L.id_col)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.', dir=dest.parent))
+    try:
+        for i, lbl in zip(tr[L.id_col], tr[L.label_col]):
+            _link(comp.train_path / lbl / i, tmp / L.train_dir / lbl / i)
+        for i, lbl in zip(te[L.id_col], te[L.label_col]):
+            _link(comp.train_path / lbl / i, tmp / L.test_dir / i)
+        write_csv(tmp / L.train_csv, tr.sort_values([L.label_col, L.id_col]))
+        write_csv(tmp / L.sample_csv, pd.DataFrame({L.id_col: te[L.id_col], L.label_col: ''}))
+        write_csv(tmp / L.solution_csv, te[[L.id_col, L.label_col]])
+        if dest.exists(): dest.rmdir()
+        tmp.rename(dest)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp)
+    return dest
+
+
+def _link(src, dst):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try: os.link(src, dst)           # no copy when both are on one disk
+    except OSError: shutil.copy2(src, dst)

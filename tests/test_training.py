@@ -1,0 +1,140 @@
+"""Issue 3's training features, each with real fastai training of timm's tiny models."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import timm
+import torch
+
+from comp import competition, runs, train
+from comp.errors import CompError
+from comp.train import TrainConfig, build_learner, resolve
+from conftest import comp_cli
+
+pytestmark = pytest.mark.slow
+
+
+def tc(**kw):
+    return TrainConfig(**{'arch': 'test_convnext', 'epochs': 1, 'workers': 0, **kw})
+
+
+def test_lr_auto_runs_lr_find_and_trains_with_its_suggestion(workspace):
+    run = train.train(tc(lr='auto'), quiet=True)
+    found = json.loads((run / 'lr_find.json').read_text())
+    assert set(found['suggestions']) == {'minimum', 'steep', 'valley', 'slide'}
+    assert (run / 'lr_find.png').stat().st_size > 1000
+    assert json.loads((run / 'result.json').read_text())['lr'] == pytest.approx(found['suggestions']['valley'])
+
+
+def test_schedules_fine_tune_adds_a_frozen_epoch(workspace):
+    one = train.train(tc(epochs=2, schedule='one_cycle'), quiet=True)
+    ft = train.train(tc(epochs=2, schedule='fine_tune'), quiet=True)
+    assert list(pd.read_csv(one / 'metrics.csv')['epoch']) == [1, 2]
+    assert list(pd.read_csv(ft / 'metrics.csv')['epoch']) == [1, 2, 3]
+
+
+def test_runs_validate_on_the_same_images(workspace):
+    a = train.train(tc(), quiet=True)
+    b = train.train(tc(arch='test_vit'), quiet=True)
+    ids = lambda r: set(pd.read_csv(r / 'preds_valid.csv', dtype=str)['image_id'])
+    assert ids(a) == ids(b)
+    c = train.train(tc(folds=3, fold=1), quiet=True)
+    assert ids(c) != ids(a)
+
+
+def test_multi_target_trains_two_heads_and_predicts_disease(workspace):
+    run = train.train(tc(target='disease+variety', epochs=2), quiet=True)
+    m = pd.read_csv(run / 'metrics.csv')
+    assert {'disease_error', 'variety_error'} <= set(m.columns)
+    vocab = json.loads((run / 'vocab.json').read_text())
+    assert len(vocab) == 10 and 'blast' in vocab
+    valid = pd.read_csv(run / 'preds_valid.csv')
+    assert list(valid.columns[2:]) == vocab
+    from comp.predict import predict
+    sub = pd.read_csv(predict(run), dtype=str)
+    assert set(sub['label']) <= set(vocab)
+
+
+def test_local_weights_file_is_really_loaded(workspace, tmp_path):
+    torch.manual_seed(123)
+    body = timm.create_model('test_convnext.r160_in1k', pretrained=False, num_classes=0)
+    f = tmp_path / 'weights.pth'
+    torch.save(body.state_dict(), f)
+    c = resolve(tc(pretrained=True, weights=str(f)), competition.find())
+    learn = build_learner(c, competition.find(), tmp_path, '.', for_training=True)
+    loaded = learn.model[0].model.state_dict()
+    saved = torch.load(f)
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items() if k in loaded)
+    assert sum(k in loaded for k in saved) >= len(saved) - 2  # only the classifier head may differ
+    # a fresh random model differs, so the equality above is the file's doing
+    other = timm.create_model('test_convnext.r160_in1k', pretrained=False, num_classes=0).state_dict()
+    assert not all(torch.equal(other[k], v) for k, v in saved.items() if k in other)
+    # pretrained runs get the model's own normalization
+    assert any(type(t).__name__ == 'Normalize' for t in learn.dls.after_batch.fs)
+
+
+def test_no_network_and_no_weights_is_one_line_error(workspace, monkeypatch):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setenv('HF_HUB_CACHE', str(workspace / 'empty-hub-cache'))
+    with pytest.raises(CompError, match='--no-pretrained'):
+        train.train(tc(pretrained=True), quiet=True)
+    r = comp_cli('train', '--arch', 'test_convnext', '--pretrained', '--epochs', '1', cwd=workspace,
+                 env={'HF_HUB_OFFLINE': '1', 'HF_HUB_CACHE': str(workspace / 'empty-hub-cache')})
+    assert r.returncode == 1 and 'Traceback' not in r.stderr and r.stderr.count('\n') == 1
+    assert '--weights' in r.stderr
+
+
+def test_resume_after_killed_process(workspace):
+    exe = os.path.join(os.path.dirname(sys.executable), 'comp')
+    p = subprocess.Popen([exe, 'train', '--arch', 'test_convnext', '--epochs', '6', '--workers', '0',
+                          '--schedule', 'one_cycle'], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    run = None
+    while time.time() < deadline:
+        found = list((workspace / 'runs').glob('*/status.json')) if (workspace / 'runs').exists() else []
+        if found and json.loads(found[0].read_text()).get('epochs_done', 0) >= 2:
+            run = found[0].parent
+            break
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert run is not None, 'training never got to epoch 2'
+    assert runs.status(run) == 'incomplete'
+    assert not (run / 'result.json').exists() and not (run / 'model.pth').exists()
+    done = json.loads((run / 'status.json').read_text())['epochs_done']
+    assert done < 6
+    r = comp_cli('runs', '--json', cwd=workspace)
+    assert json.loads(r.stdout)[0]['status'] == 'incomplete'
+    r = comp_cli('train', '--resume', run.name, cwd=workspace)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert runs.status(run) == 'complete'
+    m = pd.read_csv(run / 'metrics.csv')
+    assert list(m['epoch']) == [1, 2, 3, 4, 5, 6]
+    assert f'epoch {done + 1}:' in r.stdout and f'epoch {done}:' not in r.stdout
+    r = comp_cli('train', '--resume', run.name, cwd=workspace)
+    assert r.returncode == 1 and 'already complete' in r.stderr
+
+
+def test_runs_table_best_first(workspace):
+    a = train.train(tc(epochs=1), quiet=True)
+    b = train.train(tc(epochs=2, lr=0.02), quiet=True)
+    rows = json.loads(comp_cli('runs', '--json', cwd=workspace).stdout)
+    errs = [r['error'] for r in rows]
+    assert errs == sorted(errs) and {r['run'] for r in rows} == {a.name, b.name}
+    for col in ('arch', 'size', 'epochs', 'lr', 'precision', 'target', 'fold', 'error', 'tta_error', 'minutes', 'status'):
+        assert col in rows[0]
+    text = comp_cli('runs', cwd=workspace).stdout
+    assert text.splitlines()[0].split()[:3] == ['run', 'arch', 'size'] and a.name in text
+
+
+def test_epoch_lines_when_not_a_terminal(workspace):
+    r = comp_cli('train', '--arch', 'test_convnext', '--epochs', '2', '--workers', '0', cwd=workspace)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [l for l in r.stdout.splitlines() if l.startswith('epoch ')]
+    assert [l.split(':')[0] for l in lines] == ['epoch 1', 'epoch 2']
+    assert '█' not in r.stdout and 'validation error:' in r.stdout
