@@ -70,3 +70,4 @@ def test_demo_twice_prints_submission_and_accuracy(tmp_path):
         lines = dict(l.split(': ', 1) for l in r.stdout.splitlines() if ': ' in l and l.split(':')[0] in ('submission', 'accuracy'))
         assert (tmp_path / lines['submission']).is_file() or pd.io.common.file_exists(lines['submission'])
         assert float(lines['accuracy']) >= 0.6
+        assert r.stdout.count(': accuracy ') == 2 and '(with TTA ' in r.stdout and 'ensemble accuracy: ' in r.stdout
