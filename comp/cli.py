@@ -156,6 +156,50 @@ def holdout(dir: Path = typer.Argument(..., help='Folder for the new local compe
 
 
 @app.command()
+def setup(competition: str = typer.Argument('paddy-disease-classification', help='The Kaggle competition name.'),
+          path: Optional[Path] = typer.Option(None, help='Where to put the data (default: ./COMPETITION).')):
+    """Get a competition's data (attached in a Kaggle notebook, else downloaded once), validate and record it."""
+    from .kaggle import setup as run_setup
+    comp = run_setup(competition, path=path)
+    typer.echo(f'{comp.name}: {len(comp.train_df())} training images, {len(comp.test_ids())} test images in {comp.path}')
+
+
+@app.command()
+def submit(file: Path = typer.Argument(..., help='A submission CSV (from submissions/).'),
+           message: str = typer.Option(..., '-m', '--message', help='The submission\'s description on Kaggle.'),
+           dry_run: bool = typer.Option(False, '--dry-run', help='Only validate the file.'),
+           wait: int = typer.Option(300, help='Seconds to wait for Kaggle\'s score.')):
+    """Validate a submission, upload it to Kaggle, wait for its public score and record it in its sidecar.
+
+    Example: comp submit submissions/RUN.csv -m "convnext_small, 12 epochs, TTA"
+    """
+    from .kaggle import submit as run_submit
+    rec = run_submit(file, message, wait=wait, dry_run=dry_run, echo=lambda m: typer.echo(m, err=True))
+    if rec.get('dry_run'):
+        typer.echo(f'{file}: valid; not submitted (--dry-run)')
+        return
+    score = rec['public_score'] if rec['public_score'] is not None else 'not yet scored'
+    typer.echo(f'submitted {file} to {rec["competition"]} (ref {rec["ref"]}): {rec["status"]}, public score {score}')
+
+
+@app.command()
+def submissions():
+    """List this competition's Kaggle submissions with their scores and the runs behind each."""
+    from .kaggle import submissions as list_subs
+    typer.echo(_table(list_subs(), ['ref', 'date', 'message', 'status', 'public_score', 'runs']))
+
+
+@app.command('push-notebook')
+def push_notebook(nb: Path = typer.Argument(..., help='A notebook from nbs/.'),
+                  gpu: bool = typer.Option(True, '--gpu/--no-gpu', help='Run it on a Kaggle GPU.'),
+                  private: bool = typer.Option(True, '--private/--public', help='Kernel visibility.')):
+    """Push a notebook as a Kaggle kernel with the competition attached and comp installable offline."""
+    from .kaggle import push_notebook as push
+    out = push(nb, gpu=gpu, private=private, echo=lambda m: typer.echo(m, err=True))
+    typer.echo(f'pushed {out["kernel"]} (version {out["version"]}) with dataset {out["dataset"]}: {out["url"]}')
+
+
+@app.command()
 def runs(json_: bool = typer.Option(False, '--json', help='Print JSON for scripts.')):
     """List the runs here, best validation error first."""
     from .runs import table

@@ -1,0 +1,227 @@
+"""Everything that talks to Kaggle, through the official `kaggle` client (imported lazily, here only)."""
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+from . import competition, submission
+from .errors import KaggleError
+from .files import read_json, write_json
+
+CREDS_HELP = ('set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save kaggle.json from '
+              'kaggle.com > Settings > API to ~/.kaggle/kaggle.json (in a Kaggle notebook: add them as secrets)')
+LIB_DATASET = 'comp-lib'
+
+
+def in_kaggle_notebook():
+    """True inside a Kaggle notebook, where competition data is attached read-only under /kaggle/input."""
+    return bool(os.environ.get('KAGGLE_KERNEL_RUN_TYPE'))
+
+
+def _secrets_to_env():
+    # In a Kaggle notebook, credentials live in the notebook's secrets (fastkaggle's names, or the env names).
+    if not in_kaggle_notebook(): return
+    try:
+        from kaggle_secrets import UserSecretsClient
+    except ImportError: return
+    client = UserSecretsClient()
+    for env, names in {'KAGGLE_USERNAME': ('KAGGLE_USERNAME', 'kaggle_username'),
+                       'KAGGLE_KEY': ('KAGGLE_KEY', 'kaggle_key'), 'KAGGLE_API_TOKEN': ('KAGGLE_API_TOKEN',)}.items():
+        for n in names:
+            if env in os.environ: break
+            try: os.environ[env] = client.get_secret(n)
+            except Exception: pass
+
+
+def api():
+    """An authenticated `KaggleApi`; a KaggleError saying where credentials go when there are none."""
+    _secrets_to_env()
+    for k in ('KAGGLE_USERNAME', 'KAGGLE_KEY', 'KAGGLE_API_TOKEN'):
+        if os.environ.get(k) == '': del os.environ[k]  # set but empty is not a credential
+    quiet = io.StringIO()
+    # `import kaggle` authenticates and prints a login help when it cannot: keep that off the user's screen.
+    with redirect_stdout(quiet), redirect_stderr(quiet):
+        from kaggle.api.kaggle_api_extended import KaggleApi
+        a = KaggleApi()
+        try: a.authenticate()
+        except SystemExit: raise KaggleError(f'no Kaggle credentials found: {CREDS_HELP}') from None
+    return a
+
+
+def backoff():
+    """Seconds before the first retry of a transient failure (doubling after): `COMP_KAGGLE_BACKOFF`, default 2."""
+    return float(os.environ.get('COMP_KAGGLE_BACKOFF', 2))
+
+
+def call(what, fn, *args, retries=4, **kwargs):
+    """Call the kaggle client, turning HTTP and network failures into one-line KaggleErrors; retry transient ones."""
+    import requests
+    delay = backoff()
+    for attempt in range(retries + 1):
+        try:
+            with redirect_stdout(io.StringIO()):
+                return fn(*args, **kwargs)
+        except requests.HTTPError as e:
+            code = e.response.status_code if e.response is not None else None
+            if code == 401: raise KaggleError(f'Kaggle rejected the credentials (401) to {what}: {CREDS_HELP}') from None
+            if code == 403: raise KaggleError(f'Kaggle refused to {what} (403): accept the competition\'s rules on its '
+                                              'Kaggle page and check that your API key is current') from None
+            if code == 404: raise KaggleError(f'Kaggle found nothing to {what} (404): check the competition or '
+                                              'dataset name, e.g. paddy-disease-classification') from None
+            if code == 429: raise KaggleError(f'Kaggle\'s limit is reached (429) to {what}: daily submissions reset '
+                                              'at midnight UTC; try again then') from None
+            if code is not None and code < 500: raise KaggleError(f'Kaggle refused to {what} (HTTP {code})') from None
+            if attempt == retries: raise KaggleError(f'Kaggle failed to {what} (HTTP {code}) after {retries + 1} tries; try again later') from None
+        except (requests.ConnectionError, requests.Timeout):
+            if attempt == retries: raise KaggleError(f'could not reach Kaggle to {what}: check the network connection') from None
+        time.sleep(delay)
+        delay *= 2
+
+
+def setup(name, path=None, workdir='.'):
+    """The competition's data, validated and recorded for `workdir`: attached (Kaggle notebook) or downloaded once."""
+    attached = Path('/kaggle/input') / name
+    if in_kaggle_notebook() and attached.exists():
+        comp = competition.load(attached, name=name)
+    else:
+        dest = Path(path) if path else Path(workdir) / name
+        if not (dest / competition.Layout().train_csv).exists():
+            _download(name, dest)
+        comp = competition.load(dest, name=name)
+    competition.record(comp, workdir)
+    return comp
+
+
+def _download(name, dest):
+    a = api()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f'.{dest.name}.') as tmp:
+        call(f'download {name}', a.competition_download_files, name, path=tmp, force=True, quiet=True)
+        zips = list(Path(tmp).glob('*.zip'))
+        if not zips: raise KaggleError(f'Kaggle sent no files for {name}')
+        out = Path(tmp) / 'data'
+        with zipfile.ZipFile(zips[0]) as z: z.extractall(out)
+        if dest.exists() and not any(dest.iterdir()): dest.rmdir()
+        if dest.exists(): raise KaggleError(f'{dest} exists without train.csv: move it away, or pass --path')
+        out.rename(dest)
+
+
+def submit(file, message, wait=300, poll=None, dry_run=False, workdir='.', echo=print):
+    """Validate `file`, upload it, wait (up to `wait` seconds) for its score, and record it in its sidecar."""
+    comp = competition.find(workdir=workdir, check_images=False)
+    submission.validate(comp, file)
+    if dry_run: return {'dry_run': True, 'valid': True}
+    a = api()
+    res = call(f'submit to {comp.name}', _submit_once, a, str(file), message, comp.name)
+    rec = {'competition': comp.name, 'message': message, 'ref': res.ref,
+           'submitted_at': time.strftime('%Y-%m-%d %H:%M:%S'), 'status': 'PENDING', 'public_score': None}
+    _record(file, rec)
+    poll = float(os.environ.get('COMP_KAGGLE_POLL', 5)) if poll is None else poll
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        sub = next((s for s in list_submissions(a, comp.name) if str(s['ref']) == str(res.ref)), None)
+        if sub and sub['status'] != 'PENDING':
+            rec.update(status=sub['status'], public_score=sub['public_score'], error=sub.get('error') or None)
+            break
+        echo(f'waiting for Kaggle to score submission {res.ref} ({int(deadline - time.time())}s left)')
+        time.sleep(poll)
+    _record(file, rec)
+    return rec
+
+
+def _submit_once(a, file, message, name):
+    import requests
+    res = a.competition_submit(file, message, name, quiet=True)
+    if res.message == a.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE or not res.ref:
+        # The upload did not complete, so nothing was submitted: a transient failure worth retrying.
+        r = requests.Response()
+        r.status_code = 503
+        raise requests.HTTPError('upload failed', response=r)
+    return res
+
+
+def _record(file, rec):
+    side = submission.read_sidecar(file)
+    side.setdefault('kaggle', [])
+    side['kaggle'] = [k for k in side['kaggle'] if k.get('ref') != rec['ref']] + [dict(rec)]
+    write_json(submission.sidecar_path(file), side)
+
+
+def list_submissions(a, name):
+    """This competition's submissions on Kaggle as plain dicts."""
+    subs = call(f'list submissions of {name}', a.competition_submissions, name) or []
+    return [{'ref': s.ref, 'file': s.file_name, 'date': str(s.date)[:19], 'message': s.description,
+             'status': getattr(s.status, 'name', str(s.status)), 'public_score': s.public_score or None,
+             'error': s.error_description} for s in subs if s is not None]
+
+
+def submissions(workdir='.'):
+    """Kaggle's list of this competition's submissions, joined with local sidecars (which runs made each)."""
+    comp = competition.find(workdir=workdir, check_images=False)
+    local = {}
+    for side in (Path(workdir) / submission.SUBMISSIONS_DIR).glob('*.json'):
+        rec = read_json(side)
+        for k in rec.get('kaggle', []): local[str(k['ref'])] = rec
+    rows = list_submissions(api(), comp.name)
+    for r in rows:
+        rec = local.get(str(r['ref']), {})
+        r['runs'] = ','.join(rec.get('runs', [])) or None
+        r['local_file'] = rec.get('file')
+    return rows
+
+
+def push_notebook(nb, gpu=True, private=True, workdir='.', echo=print):
+    """Push `nb` as a Kaggle kernel with the competition attached, after pushing comp's wheel as a dataset."""
+    from fastkaggle.core import nb_meta
+    nb = Path(nb)
+    if not nb.is_file(): raise KaggleError(f'{nb}: no such notebook (they live in nbs/)')
+    comp = competition.find(workdir=workdir, check_images=False)
+    a = api()
+    user = a.config_values.get(a.CONFIG_NAME_USER)
+    if not user: raise KaggleError(f'no Kaggle username known: {CREDS_HELP}')
+    lib = push_library(a, user, echo=echo)
+    slug = nb.stem.lower().replace('_', '-')
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(nb, Path(tmp) / nb.name)
+        meta = nb_meta(user, slug, nb.stem.replace('_', ' ').replace('-', ' ').title(), nb.name,
+                       private=private, gpu=gpu, internet=False, linked_datasets=[lib])
+        meta['competition_sources'] = [comp.name]  # Kaggle's kernel metadata takes competition slugs
+        (Path(tmp) / 'kernel-metadata.json').write_text(json.dumps(meta, indent=2))
+        res = call(f'push notebook {nb.name}', a.kernels_push, tmp)
+    if getattr(res, 'error', None): raise KaggleError(f'Kaggle refused the notebook: {res.error}')
+    return {'kernel': f'{user}/{slug}', 'url': getattr(res, 'url', None), 'version': getattr(res, 'version_number', None),
+            'dataset': lib}
+
+
+def build_wheel(out):
+    """Build comp's wheel into `out` (so a notebook with internet off can `pip install` it)."""
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(out), str(root)],
+                       capture_output=True, text=True)
+    wheels = list(Path(out).glob('comp-*.whl'))
+    if r.returncode or not wheels: raise KaggleError(f'could not build comp\'s wheel: {r.stderr.strip().splitlines()[-1:]}')
+    return wheels[0]
+
+
+def push_library(a, user, echo=print):
+    """Push comp's wheel as the dataset USER/comp-lib: a new version if it exists, else a new dataset."""
+    slug = f'{user}/{LIB_DATASET}'
+    with tempfile.TemporaryDirectory() as tmp:
+        build_wheel(tmp)
+        (Path(tmp) / 'dataset-metadata.json').write_text(json.dumps(
+            {'title': LIB_DATASET, 'id': slug, 'licenses': [{'name': 'CC0-1.0'}]}))
+        try:
+            res = call(f'update dataset {slug}', a.dataset_create_version, tmp, 'comp wheel', quiet=True, dir_mode='zip')
+        except KaggleError as e:
+            if '(404)' not in str(e): raise
+            echo(f'creating dataset {slug}')
+            res = call(f'create dataset {slug}', a.dataset_create_new, tmp, public=False, quiet=True, dir_mode='zip')
+    if getattr(res, 'error', None): raise KaggleError(f'Kaggle refused dataset {slug}: {res.error}')
+    return slug

@@ -1,0 +1,184 @@
+"""comp's Kaggle commands with the real `kaggle` client against a local server that speaks Kaggle's API."""
+import json
+import os
+import socket
+
+import pandas as pd
+import pytest
+
+from comp.sample import write_sample
+from conftest import comp_cli
+from kaggle_server import FakeKaggle, client_env
+
+NAME = 'paddy-disease-classification'
+
+
+@pytest.fixture(scope='module')
+def served(tmp_path_factory):
+    src = write_sample(tmp_path_factory.mktemp('kg') / 'src', scale=0.01, seed=5)
+    return src
+
+
+@pytest.fixture
+def kg(served, tmp_path):
+    fake = FakeKaggle().start()
+    fake.add_competition(NAME, served)
+    home = tmp_path / 'home'
+    home.mkdir()
+    ws = tmp_path / 'ws'
+    ws.mkdir()
+    env = {**client_env(fake, home), 'COMP_KAGGLE_POLL': '0.1'}
+    yield fake, ws, env
+    fake.stop()
+
+
+def run(kg, *args):
+    fake, ws, env = kg
+    return comp_cli(*args, cwd=ws, env=env)
+
+
+def assert_one_line_error(r, *words):
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr, r.stderr
+    for w in words: assert w in r.stderr, r.stderr
+
+
+def test_setup_downloads_validates_records_and_downloads_once(kg, served):
+    fake, ws, env = kg
+    r = run(kg, 'setup', NAME)
+    assert r.returncode == 0, r.stderr
+    data = ws / NAME
+    assert (data / 'train.csv').is_file() and not (data / 'solution.csv').exists()
+    assert json.loads((ws / 'comp.json').read_text())['competition'] == NAME
+    assert sorted(p.name for p in (data / 'test_images').iterdir()) == sorted(p.name for p in (served / 'test_images').iterdir())
+    assert run(kg, 'setup', NAME).returncode == 0
+    assert fake.count('DownloadDataFiles') == 1
+    assert not list(ws.glob('*.zip')) and not list(ws.glob('.*'))
+
+
+def test_whole_loop_setup_train_predict_submit_score(kg, served):
+    fake, ws, env = kg
+    assert run(kg, 'setup', NAME).returncode == 0
+    r = run(kg, 'train', '--arch', 'test_convnext', '--epochs', '1', '--workers', '0')
+    assert r.returncode == 0, r.stderr[-2000:]
+    run_name = r.stdout.split('run: ')[1].split()[0].rsplit('/', 1)[-1]
+    r = run(kg, 'predict', run_name)
+    assert r.returncode == 0, r.stderr[-2000:]
+    sub = ws / r.stdout.split('submission: ')[1].strip()
+    r = run(kg, 'submit', sub, '-m', 'tiny convnext')
+    assert r.returncode == 0, r.stderr[-2000:]
+    sol = pd.read_csv(served / 'solution.csv', dtype=str)
+    mine = pd.read_csv(sub, dtype=str)
+    expected = (sol.merge(mine, on='image_id')['label_x'] == sol.merge(mine, on='image_id')['label_y']).mean()
+    side = json.loads(sub.with_suffix('.json').read_text())
+    rec = side['kaggle'][-1]
+    assert rec['status'] == 'COMPLETE' and float(rec['public_score']) == pytest.approx(expected, abs=1e-5)
+    assert f'public score {rec["public_score"]}' in r.stdout
+    assert fake.submissions[-1]['description'] == 'tiny convnext'
+    assert fake.submissions[-1]['data'] == sub.read_bytes()
+    r = run(kg, 'submissions')
+    assert r.returncode == 0 and 'tiny convnext' in r.stdout and run_name in r.stdout and rec['public_score'] in r.stdout
+
+
+def test_invalid_file_is_never_uploaded_and_dry_run_only_validates(kg, served):
+    fake, ws, env = kg
+    run(kg, 'setup', NAME)
+    sol = pd.read_csv(served / 'solution.csv', dtype=str)
+    bad = ws / 'bad.csv'
+    sol.iloc[2:].to_csv(bad, index=False)
+    assert_one_line_error(run(kg, 'submit', bad, '-m', 'x'), 'missing')
+    good = ws / 'good.csv'
+    sol.to_csv(good, index=False)
+    r = run(kg, 'submit', good, '-m', 'x', '--dry-run')
+    assert r.returncode == 0 and 'not submitted' in r.stdout
+    assert fake.count('StartSubmissionUpload') == 0 and fake.count('CreateSubmission') == 0
+
+
+@pytest.fixture
+def ready(kg, served):
+    fake, ws, env = kg
+    run(kg, 'setup', NAME)
+    good = ws / 'good.csv'
+    pd.read_csv(served / 'solution.csv', dtype=str).to_csv(good, index=False)
+    return good
+
+
+@pytest.mark.parametrize('status, words', [
+    (403, ['(403)', 'rules']), (404, ['(404)', 'competition']), (429, ['(429)', 'midnight UTC']),
+])
+def test_http_errors_each_give_one_clear_line(kg, ready, status, words):
+    fake, ws, env = kg
+    fake.fail('CreateSubmission', status)
+    assert_one_line_error(run(kg, 'submit', ready, '-m', 'x'), *words)
+    assert not fake.submissions
+    side = ready.with_suffix('.json')
+    assert not side.exists() or 'kaggle' not in json.loads(side.read_text())
+
+
+def test_wrong_and_missing_credentials(kg, ready):
+    fake, ws, env = kg
+    r = comp_cli('submit', ready, '-m', 'x', cwd=ws, env={**env, 'KAGGLE_KEY': 'wrong'})
+    assert_one_line_error(r, '(401)', 'KAGGLE_USERNAME')
+    r = comp_cli('submit', ready, '-m', 'x', cwd=ws, env={**env, 'KAGGLE_USERNAME': '', 'KAGGLE_KEY': '', 'KAGGLE_API_TOKEN': ''})
+    assert_one_line_error(r, 'no Kaggle credentials', 'kaggle.json')
+
+
+def test_transient_failures_are_retried(kg, ready):
+    fake, ws, env = kg
+    fake.fail('CreateSubmission', 503, times=2)
+    fake.fail('Upload', 500, times=1)
+    r = run(kg, 'submit', ready, '-m', 'retried')
+    assert r.returncode == 0, r.stderr
+    assert len(fake.submissions) == 1 and fake.count('CreateSubmission') == 3
+
+
+def test_persistent_server_error_records_nothing(kg, ready):
+    fake, ws, env = kg
+    fake.fail('CreateSubmission', 500, times=99)
+    assert_one_line_error(run(kg, 'submit', ready, '-m', 'x'), 'HTTP 500', 'try again later')
+    side = ready.with_suffix('.json')
+    assert not side.exists() or 'kaggle' not in json.loads(side.read_text())
+
+
+def test_network_down_is_one_line(kg, ready):
+    fake, ws, env = kg
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    r = comp_cli('submit', ready, '-m', 'x', cwd=ws, env={**env, 'HTTP_PROXY': f'http://127.0.0.1:{port}',
+                                                          'http_proxy': f'http://127.0.0.1:{port}'})
+    assert_one_line_error(r, 'could not reach Kaggle')
+
+
+def test_unknown_competition_on_setup(kg):
+    assert_one_line_error(run(kg, 'setup', 'no-such-competition'), '(404)')
+
+
+def test_credentials_never_written_or_printed(kg, ready):
+    fake, ws, env = kg
+    key = fake.users['alice']
+    outs = [run(kg, 'submit', ready, '-m', 'x'), run(kg, 'submissions')]
+    fake.fail('CreateSubmission', 401)
+    outs.append(run(kg, 'submit', ready, '-m', 'y'))
+    for r in outs: assert key not in r.stdout + r.stderr
+    for f in ws.rglob('*'):
+        if f.is_file() and f.suffix in ('.json', '.csv', '.txt'): assert key not in f.read_text(errors='ignore'), f
+
+
+def test_push_notebook_pushes_library_dataset_then_kernel(kg):
+    fake, ws, env = kg
+    run(kg, 'setup', NAME)
+    nb = os.path.join(os.path.dirname(__file__), '..', 'nbs', 'paddy.ipynb')
+    r = run(kg, 'push-notebook', nb, '--gpu', '--private')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert list(fake.datasets) == ['alice/comp-lib']
+    files = fake.datasets['alice/comp-lib'][0]['files']
+    assert any(v and len(v) > 1000 for v in files.values())  # the wheel's bytes arrived
+    k = fake.kernels[-1]
+    assert k['competitionDataSources'] == [NAME] and 'alice/comp-lib' in k['datasetDataSources']
+    assert k['enableGpu'] is True and k.get('enableInternet', False) is False and k['isPrivate'] is True
+    assert json.loads(k['text'])['cells'][0]['cell_type'] == 'markdown'
+    r = run(kg, 'push-notebook', nb, '--no-gpu')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(fake.datasets['alice/comp-lib']) == 2 and fake.kernels[-1].get('enableGpu', False) is False
