@@ -71,6 +71,7 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
           folds: Optional[int] = typer.Option(None, help='Use K stratified folds instead of one split.'),
           fold: int = typer.Option(0, help='Which fold validates (with --folds).'),
           workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).'),
+          cache: bool = typer.Option(True, '--cache/--no-cache', help='Decode each image once per run (budget: COMP_CACHE_GB, default 4).'),
           resume: Optional[str] = typer.Option(None, help='Continue an interrupted run (a directory or name from `comp runs`).')):
     """Train a model and record the run under runs/.
 
@@ -83,7 +84,7 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
     cfg = TrainConfig(arch=arch, data=str(data) if data else None, size=size, resize=rs, bs=bs, accum=accum, lr=lr,
                       epochs=epochs, schedule=schedule, pretrained=pretrained, weights=str(weights) if weights else None,
                       precision=precision, channels_last=channels_last, target=target, seed=seed, valid_pct=valid_pct,
-                      folds=folds, fold=fold, workers=workers)
+                      folds=folds, fold=fold, workers=workers, cache=cache)
     run = run_train(cfg, resume=resume)
     from .files import read_json
     res = read_json(run / 'result.json')
@@ -153,6 +154,17 @@ def holdout(dir: Path = typer.Argument(..., help='Folder for the new local compe
     from .holdout import holdout as make_holdout
     path = make_holdout(competition.find(data), dir, frac=frac, seed=seed)
     typer.echo(f'wrote the holdout competition to {path}; use it with --data {path} or `comp score`')
+
+
+@app.command()
+def resize(size: int = typer.Option(256, help='Longest side of the resized images, in pixels.'),
+           data: Optional[Path] = DATA,
+           workers: Optional[int] = typer.Option(None, help='Parallel processes (default: the CPU cores).')):
+    """Make (or bring up to date) a pre-resized copy of the images; `comp train` uses it when it is big enough."""
+    from . import competition
+    from .resize import resize as run_resize
+    path, n = run_resize(competition.find(data), size, workers=workers)
+    typer.echo(f'{path}: {n} images resized ({"up to date" if n == 0 else "done"})')
 
 
 @app.command()

@@ -72,9 +72,14 @@ def num_workers(requested=None):
     return os.cpu_count() if requested is None else requested
 
 
-def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=None, seed=42, device=None):
-    """DataLoaders from a fastai DataBlock: the images of train.csv, `valid` ids held out, one block per target."""
-    from fastai.vision.all import CategoryBlock, ColReader, DataBlock, ImageBlock, ColSplitter
+def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=None, seed=42, device=None,
+                root=None, cache=True):
+    """DataLoaders from a fastai DataBlock: the images of train.csv, `valid` ids held out, one block per target.
+
+    Images are read from `root` (a pre-resized copy) or the competition folder. With `cache`, and a
+    deterministic (squish) resize whose uint8 copies fit the budget, each image is decoded once."""
+    from fastai.vision.all import CategoryBlock, ColReader, ColSplitter, DataBlock, ImageBlock
+    root = str(root or comp.path)
     df = comp.train_df()
     df['is_valid'] = df[comp.layout.id_col].isin(valid)
     cols = [comp.layout.label_col if t == 'label' else t for t in targets]
@@ -82,11 +87,26 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     if missing: raise ConfigError(f'train.csv has no column {missing[0]!r} to use as a target')
     # Vocabularies come from all of train.csv, so a value seen only in validation still has a class.
     vocabs = [comp.vocab() if c == comp.layout.label_col else sorted(df[c].astype(str).unique()) for c in cols]
-    dblock = DataBlock(blocks=(ImageBlock, *[CategoryBlock(vocab=v) for v in vocabs]), n_inp=1,
-                       get_x=ColReader('path', pref=f'{comp.path}{os.sep}'),
+    x_block, itfms = ImageBlock, item_tfms(resize)
+    if cache and cached(resize, len(df)):
+        from fastai.vision.all import IntToFloatTensor, TransformBlock
+        from .cache import CachedImage
+        x_block = TransformBlock(type_tfms=CachedImage([f'{root}{os.sep}{p}' for p in df['path']], itfms),
+                                 batch_tfms=IntToFloatTensor)
+        itfms = []
+    dblock = DataBlock(blocks=(x_block, *[CategoryBlock(vocab=v) for v in vocabs]), n_inp=1,
+                       get_x=ColReader('path', pref=f'{root}{os.sep}'),
                        get_y=[ColReader(c) for c in cols] if len(cols) > 1 else ColReader(cols[0]),
                        splitter=ColSplitter('is_valid'),
-                       item_tfms=item_tfms(resize), batch_tfms=batch_tfms(size))
+                       item_tfms=itfms, batch_tfms=batch_tfms(size))
     kw = {'device': device} if device is not None else {}
     pin = device is not None and str(device).startswith('cuda')
     return dblock.dataloaders(df, bs=bs, num_workers=num_workers(workers), seed=seed, pin_memory=pin, **kw)
+
+
+def cached(resize, n):
+    """Whether the decode-once cache applies: a deterministic resize, and n uint8 images within the budget."""
+    method, (h, w) = resize
+    budget = float(os.environ.get('COMP_CACHE_GB', 4)) * 1024 ** 3
+    # fastai's Resize crops and places padded images at random in training: only squish is deterministic.
+    return method == 'squish' and n * 3 * h * w <= budget

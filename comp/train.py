@@ -36,6 +36,7 @@ class TrainConfig:
     folds: int = None
     fold: int = 0
     workers: int = None
+    cache: bool = True             # decode each image once per run (squish resizes, within COMP_CACHE_GB)
 
 
 def resolve(cfg, comp=None):
@@ -65,6 +66,16 @@ def resolve(cfg, comp=None):
     return out
 
 
+def _images(comp, c, workdir, quiet):
+    """A pre-resized copy (`comp resize`) big enough for the recipe's item resize, else None (the originals)."""
+    from .resize import usable
+    d = usable(comp, workdir, c['resize'][1])
+    if d is not None and not quiet:
+        print(f'using pre-resized images from {d} (large enough for {c["resize"][0]} '
+              f'{"x".join(map(str, c["resize"][1]))})', flush=True)
+    return str(d.resolve()) if d is not None else None
+
+
 def _hw(size, what):
     if isinstance(size, (int, float)): return [int(size), int(size)]
     if isinstance(size, str):
@@ -86,6 +97,7 @@ def train(cfg, workdir='.', resume=None, quiet=False):
     else:
         comp = competition.find(cfg.data, workdir)
         c = resolve(cfg, comp)
+        c['images'] = _images(comp, c, workdir, quiet)
         run = runs.create(workdir, c)
     runs.set_status(run, 'running')
     try:
@@ -143,7 +155,8 @@ def build_learner(c, comp, run, workdir, for_training=False):
     from fastai.vision.all import Normalize, vision_learner
     valid = data.valid_ids(comp, workdir, c['seed'], c['valid_pct'], c['folds'], c['fold'])
     targets = TARGETS[c['target']]
-    dls = data.dataloaders(comp, valid, c['size'], c['resize'], c['bs'], targets, c['workers'], c['seed'])
+    dls = data.dataloaders(comp, valid, c['size'], c['resize'], c['bs'], targets, c['workers'], c['seed'],
+                           root=c.get('images'), cache=c.get('cache', True))
     kw = {}
     if len(targets) > 1:
         from .callbacks import MultiTargetLoss, multi_target_metrics

@@ -1,0 +1,78 @@
+"""Issue 5's data path: pre-resized copies and the decode-once cache, checked against fastai's own pipeline."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from comp import competition, data, resize, train
+from comp.train import TrainConfig
+from conftest import comp_cli
+
+
+def batches(dls, n_epochs=2):
+    out = []
+    for _ in range(n_epochs):
+        for xb, yb in dls.train: out.append((xb.clone(), yb.clone()))
+    for xb, yb in dls.valid: out.append((xb.clone(), yb.clone()))
+    return out
+
+
+def test_cached_batches_equal_uncached(tiny_sample, tmp_path):
+    from fastai.vision.all import set_seed
+    comp = competition.load(tiny_sample)
+    valid = data.valid_ids(comp, tmp_path)
+    kw = dict(size=(48, 48), resize=('squish', (64, 48)), bs=8, workers=0, seed=1)
+    set_seed(1)
+    plain = data.dataloaders(comp, valid, cache=False, **kw)
+    set_seed(1)
+    ref = batches(plain)
+    set_seed(1)
+    cached = data.dataloaders(comp, valid, cache=True, **kw)
+    set_seed(1)
+    got = batches(cached)
+    assert len(ref) == len(got)
+    for (a, ya), (b, yb) in zip(ref, got):
+        assert torch.equal(ya, yb) and torch.equal(a, b)
+    tfm = next(t for t in cached.train.dataset.tls[0].tfms.fs if type(t).__name__ == 'CachedImage')
+    # two epochs of training and one of validation, yet each image was decoded once
+    assert tfm.decodes_count == len(comp.train_df())
+
+
+@pytest.mark.parametrize('method', ['crop', 'pad'])
+def test_random_resizes_are_not_cached(tiny_sample, tmp_path, method):
+    # fastai crops and places padded images at random in training: caching would change the batches
+    comp = competition.load(tiny_sample)
+    dls = data.dataloaders(comp, data.valid_ids(comp, tmp_path), (48, 48), (method, (64, 48)), bs=8, workers=0)
+    assert not any(type(t).__name__ == 'CachedImage' for t in dls.train.dataset.tls[0].tfms.fs)
+
+
+def test_resize_is_parallel_idempotent_and_follows_changes(tiny_copy, tmp_path):
+    comp = competition.load(tiny_copy)
+    path, n = resize.resize(comp, 128, workdir=tmp_path, workers=2)
+    n_images = len(comp.train_df()) + len(comp.test_ids())
+    assert n == n_images
+    some = next((path / 'train_images' / 'blast').iterdir())
+    assert max(Image.open(some).size) == 128 and Image.open(some).size == (96, 128)
+    assert (path / 'train.csv').read_text() == (tiny_copy / 'train.csv').read_text()
+    assert resize.resize(comp, 128, workdir=tmp_path)[1] == 0
+    src = sorted((tiny_copy / 'train_images' / 'normal').iterdir())[0]
+    Image.new('RGB', (480, 640), (10, 200, 10)).save(src)
+    assert resize.resize(comp, 128, workdir=tmp_path)[1] == 1
+    assert Image.open(path / 'train_images' / 'normal' / src.name).getpixel((50, 50))[1] > 150
+    competition.load(path)  # the copy is a valid competition in the same layout
+
+
+@pytest.mark.slow
+def test_train_uses_a_big_enough_resized_copy_and_says_so(workspace):
+    comp = competition.find()
+    resize.resize(comp, 64, workdir=workspace)   # 48x64: too small for test_convnext's squish 96
+    resize.resize(comp, 160, workdir=workspace)  # 120x160: big enough
+    r = comp_cli('train', '--arch', 'test_convnext', '--epochs', '1', '--workers', '0', cwd=workspace)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'using pre-resized images from' in r.stdout and 'resized/160' in r.stdout
+    run = workspace / r.stdout.split('run: ')[1].split()[0]
+    cfg = json.loads((run / 'config.json').read_text())
+    assert cfg['images'].endswith('resized/160')
+    r = comp_cli('predict', run.name, cwd=workspace)
+    assert r.returncode == 0, r.stderr[-2000:]
