@@ -1,0 +1,45 @@
+"""Shared benchmark helpers: the full-scale sample competition, timing, and the results record."""
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / 'results'
+
+
+def sample(scale='full', seed=42):
+    """The sample competition at `scale`, written once under bench/data (ignored by git)."""
+    from comp.sample import write_sample
+    d = ROOT / 'data' / f'paddy-{scale}-{seed}'
+    if not (d / 'train.csv').exists(): write_sample(d, scale=scale, seed=seed)
+    return d
+
+
+def machine():
+    import torch
+    return {'cpu_count': os.cpu_count(), 'platform': platform.platform(), 'python': sys.version.split()[0],
+            'torch': torch.__version__, 'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}
+
+
+def record(name, rows, extra=None):
+    """Print a table and write bench/results/NAME.json with the machine, the command and the date."""
+    cols = list(rows[0])
+    w = {c: max(len(c), *(len(f'{r[c]}') for r in rows)) for c in cols}
+    print('  '.join(c.ljust(w[c]) for c in cols))
+    for r in rows: print('  '.join(f'{r[c]}'.ljust(w[c]) for c in cols))
+    out = {'benchmark': name, 'date': time.strftime('%Y-%m-%d %H:%M:%S'), 'command': ' '.join(['python'] + sys.argv),
+           'machine': machine(), 'rows': rows, **(extra or {})}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f'{name}.json').write_text(json.dumps(out, indent=2) + '\n')
+    return out
+
+
+class Timer:
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *a): self.s = time.perf_counter() - self.t0
