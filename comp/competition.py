@@ -118,26 +118,27 @@ def problems_of(comp, check_images=True):
         if i in folders.get(lbl, ()): continue
         if i in where: misplaced.append(f'{i} (label {lbl}, found in {where[i]}/)')
         else: no_image.append(i)
-    if no_image: problems.append(f'{len(no_image)} {L.train_csv} ids have no image: {_few(no_image)}')
-    if misplaced: problems.append(f'{len(misplaced)} {L.train_csv} ids are in another label folder: {_few(misplaced)}')
+    if no_image: problems.append(f'{len(no_image)} {L.train_csv} ids have no image: {few(no_image)}')
+    if misplaced: problems.append(f'{len(misplaced)} {L.train_csv} ids are in another label folder: {few(misplaced)}')
     dup = train[L.id_col][train[L.id_col].duplicated()]
-    if len(dup): problems.append(f'duplicate ids in {L.train_csv}: {_few(sorted(set(dup)))}')
+    if len(dup): problems.append(f'duplicate ids in {L.train_csv}: {few(sorted(set(dup)))}')
 
     ids = sample[L.id_col]
     dup = ids[ids.duplicated()]
-    if len(dup): problems.append(f'duplicate test ids in {L.sample_csv}: {_few(sorted(set(dup)))}')
+    if len(dup): problems.append(f'duplicate test ids in {L.sample_csv}: {few(sorted(set(dup)))}')
     test_files = {f.name for f in comp.test_path.iterdir() if f.suffix.lower() in IMAGE_EXTS}
     missing = sorted(set(ids) - test_files)
-    if missing: problems.append(f'{len(missing)} test ids have no image in {L.test_dir}/: {_few(missing)}')
+    if missing: problems.append(f'{len(missing)} test ids have no image in {L.test_dir}/: {few(missing)}')
     if check_images and not problems:
         files = [comp.train_path / lbl / i for lbl, ids_ in folders.items() for i in sorted(ids_)]
         files += [comp.test_path / f for f in sorted(test_files)]
         bad = undecodable(files, root)
-        if bad: problems.append(f'{len(bad)} images cannot be decoded: {_few(bad)}')
+        if bad: problems.append(f'{len(bad)} images cannot be decoded: {few(bad)}')
     return problems
 
 
-def _few(items, n=5):
+def few(items, n=5):
+    """The first `n` items joined for a message, with how many more there are."""
     items = list(items)
     return ', '.join(map(str, items[:n])) + (f' ... (+{len(items) - n})' if len(items) > n else '')
 

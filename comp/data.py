@@ -99,8 +99,10 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
                        get_y=[ColReader(c) for c in cols] if len(cols) > 1 else ColReader(cols[0]),
                        splitter=ColSplitter('is_valid'),
                        item_tfms=itfms, batch_tfms=batch_tfms(size))
+    import torch
     kw = {'device': device} if device is not None else {}
-    pin = device is not None and str(device).startswith('cuda')
+    # Pinned host memory lets batches copy to the GPU asynchronously; fastai picks CUDA when there is one.
+    pin = str(device).startswith('cuda') if device is not None else torch.cuda.is_available()
     return dblock.dataloaders(df, bs=bs, num_workers=num_workers(workers), seed=seed, pin_memory=pin, **kw)
 
 

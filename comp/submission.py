@@ -1,6 +1,7 @@
 """Submission CSVs: written from probabilities, validated against sample_submission, scored against a solution."""
 from pathlib import Path
 
+from .competition import few
 from .errors import SubmissionError
 from .files import atomic_path, read_json, write_json
 
@@ -17,22 +18,17 @@ def problems(comp, df):
     ids, labels = df[L.id_col].astype(str), df[L.label_col]
     expected = set(comp.test_ids())
     rep = sorted(set(ids[ids.duplicated()]))
-    if rep: out.append(f'{len(rep)} ids appear more than once: {_few(rep)}')
+    if rep: out.append(f'{len(rep)} ids appear more than once: {few(rep)}')
     missing = sorted(expected - set(ids))
-    if missing: out.append(f'{len(missing)} test ids are missing: {_few(missing)}')
+    if missing: out.append(f'{len(missing)} test ids are missing: {few(missing)}')
     extra = sorted(set(ids) - expected)
-    if extra: out.append(f'{len(extra)} ids are not test ids: {_few(extra)}')
+    if extra: out.append(f'{len(extra)} ids are not test ids: {few(extra)}')
     empty = df[labels.isna() | (labels.astype(str).str.strip() == '') | (ids.str.strip() == '')]
-    if len(empty): out.append(f'{len(empty)} rows have an empty value (ids: {_few(empty[L.id_col].astype(str))})')
+    if len(empty): out.append(f'{len(empty)} rows have an empty value (ids: {few(empty[L.id_col].astype(str))})')
     vocab = set(comp.vocab())
     unknown = sorted(set(labels.dropna().astype(str)) - vocab - {''})
-    if unknown: out.append(f'unknown labels: {_few(unknown)} (known: {", ".join(sorted(vocab))})')
+    if unknown: out.append(f'unknown labels: {few(unknown)} (known: {", ".join(sorted(vocab))})')
     return out
-
-
-def _few(items, n=5):
-    items = list(items)
-    return ', '.join(items[:n]) + (f' ... (+{len(items) - n})' if len(items) > n else '')
 
 
 def read(path):
@@ -59,7 +55,7 @@ def from_probs(comp, probs, vocab):
     sample = comp.sample_df()
     p = probs.set_index(probs[L.id_col].astype(str))
     missing = [i for i in sample[L.id_col] if i not in p.index]
-    if missing: raise SubmissionError(f'no predictions for {len(missing)} test ids: {_few(missing)}')
+    if missing: raise SubmissionError(f'no predictions for {len(missing)} test ids: {few(missing)}')
     p = p.loc[sample[L.id_col], list(vocab)]
     labels = [vocab[i] for i in p.to_numpy().argmax(1)]
     return sample.assign(**{L.label_col: labels})[[L.id_col, L.label_col]]

@@ -97,6 +97,7 @@ def train(cfg, workdir='.', resume=None, quiet=False):
     else:
         comp = competition.find(cfg.data, workdir)
         c = resolve(cfg, comp)
+        _precision(c['precision'])  # a precision this machine cannot run fails before any run is created
         c['images'] = _images(comp, c, workdir, quiet)
         run = runs.create(workdir, c)
     runs.set_status(run, 'running')
@@ -110,16 +111,24 @@ def train(cfg, workdir='.', resume=None, quiet=False):
     return run
 
 
-def _train(c, comp, run, workdir, resuming, quiet):
+def training_learner(c, comp, run, workdir):
+    """The learner a run trains: weights loaded, mixed precision, channels-last and gradient accumulation applied."""
     import torch
-    from fastai.vision.all import GradientAccumulation, minimum, slide, steep, valley
+    from fastai.vision.all import GradientAccumulation
     learn = build_learner(c, comp, run, workdir, for_training=True)
     precision = _precision(c['precision'])
     if precision == 'fp16': learn.to_fp16()
     elif precision == 'bf16': learn.to_bf16()
     if c['channels_last']:
         learn.model = learn.model.to(memory_format=torch.channels_last)
+    # fastai counts samples: one optimizer step per bs x accum images keeps the recipe's effective batch.
     if c['accum'] > 1: learn.add_cb(GradientAccumulation(c['bs'] * c['accum']))
+    return learn, precision
+
+
+def _train(c, comp, run, workdir, resuming, quiet):
+    from fastai.vision.all import minimum, slide, steep, valley
+    learn, precision = training_learner(c, comp, run, workdir)
     from .callbacks import RunLog
     from .predict import error
     log = RunLog(run, quiet=quiet or sys.stdout.isatty())

@@ -138,3 +138,26 @@ def test_epoch_lines_when_not_a_terminal(workspace):
     lines = [l for l in r.stdout.splitlines() if l.startswith('epoch ')]
     assert [l.split(':')[0] for l in lines] == ['epoch 1', 'epoch 2']
     assert '█' not in r.stdout and 'validation error:' in r.stdout
+
+
+def test_precision_this_machine_lacks_fails_before_any_run(workspace):
+    from comp.errors import ConfigError
+    if torch.cuda.is_available(): pytest.skip('this machine has a GPU')
+    with pytest.raises(ConfigError, match='needs a CUDA GPU'):
+        train.train(tc(precision='fp16'), quiet=True)
+    assert not (workspace / 'runs').exists() or not any((workspace / 'runs').iterdir())
+
+
+def test_gradient_accumulation_keeps_effective_batch(workspace, tmp_path):
+    from comp.train import training_learner
+    c = resolve(tc(bs=8, accum=3), competition.find())
+    learn, precision = training_learner(c, competition.find(), tmp_path, '.')
+    assert precision == 'fp32'
+    acc = [cb for cb in learn.cbs if type(cb).__name__ == 'GradientAccumulation']
+    assert len(acc) == 1 and acc[0].n_acc == 24
+    learn.create_opt()
+    steps, real_step = [], learn.opt.step
+    learn.opt.step = lambda: (steps.append(1), real_step())  # count fastai's optimizer steps
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4)
+    n_batches = len(learn.dls.train)
+    assert 0 < len(steps) <= n_batches // 3 + 1 < n_batches  # one step per 3 batches of 8
