@@ -175,7 +175,7 @@ def build_learner(c, comp, run, workdir, for_training=False):
         from fastai.vision.all import error_rate
         kw['metrics'] = error_rate
     pretrained = bool(c['pretrained']) and for_training
-    if pretrained and c.get('weights'): kw.update(_weights_kwargs(c['weights']))
+    if pretrained and c.get('weights'): kw['pretrained_cfg_overlay'] = {'file': str(weights_file(c['arch'], c['weights']))}
     elif pretrained: _check_hub(c['arch'])
     try:
         learn = vision_learner(dls, c['arch'], pretrained=pretrained, normalize=False, path=run, model_dir='.', **kw)
@@ -218,15 +218,30 @@ def _check_hub(arch):
         raise CompError(f'no network to download pretrained weights for {arch}: {NO_WEIGHTS}') from None
 
 
-def _weights_kwargs(weights):
+WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
+
+
+def weights_file(arch, weights):
+    """The weights file for `arch` from --weights: a file, or a folder of cached Hugging Face hub files.
+
+    A hub-cache folder (as attached to a Kaggle notebook with internet off) is searched for timm's repo of
+    `arch`; a plain folder for `<arch>/model.safetensors` or a single weights file."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
     w = Path(weights).expanduser()
-    if w.is_file(): return {'pretrained_cfg_overlay': {'file': str(w)}}
-    if w.is_dir():
-        # A folder of hub files (e.g. a Kaggle dataset of the HF cache): timm reads it offline.
-        os.environ['HF_HUB_CACHE'] = str(w)
-        os.environ['HF_HUB_OFFLINE'] = '1'
-        return {}
-    raise ConfigError(f'--weights {weights}: no such file or folder')
+    if w.is_file(): return w
+    if not w.is_dir(): raise ConfigError(f'--weights {weights}: no such file or folder')
+    cfg = timm.get_pretrained_cfg(arch)
+    repo = cfg and cfg.hf_hub_id
+    for root in (w, w / 'hub'):
+        for f in WEIGHT_FILES:
+            hit = repo and try_to_load_from_cache(repo, f, cache_dir=root)
+            if isinstance(hit, str): return Path(hit)
+    for d in (w / arch, w / arch.split('.')[0], w):
+        found = [d / f for f in WEIGHT_FILES if (d / f).is_file()]
+        if found: return found[0]
+    raise ConfigError(f'--weights {weights}: no weights for {arch} in it (expected a Hugging Face hub cache '
+                      f'with {repo or arch}, or {arch}/model.safetensors)')
 
 
 def _precision(p):

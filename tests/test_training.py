@@ -78,6 +78,26 @@ def test_local_weights_file_is_really_loaded(workspace, tmp_path):
     assert any(type(t).__name__ == 'Normalize' for t in learn.dls.after_batch.fs)
 
 
+def test_weights_from_a_hub_cache_folder(workspace, tmp_path):
+    # the layout huggingface_hub keeps (and Kaggle datasets of it carry): models--ORG--NAME/{refs,snapshots}
+    from safetensors.torch import save_file
+    torch.manual_seed(7)
+    body = timm.create_model('test_convnext.r160_in1k', pretrained=False, num_classes=0)
+    repo = tmp_path / 'hub' / 'models--timm--test_convnext.r160_in1k'
+    snap = repo / 'snapshots' / ('a' * 40)
+    snap.mkdir(parents=True)
+    (repo / 'refs').mkdir()
+    (repo / 'refs' / 'main').write_text('a' * 40)
+    save_file({k: v.contiguous() for k, v in body.state_dict().items()}, snap / 'model.safetensors')
+    c = resolve(tc(pretrained=True, weights=str(tmp_path / 'hub')), competition.find())
+    learn = build_learner(c, competition.find(), tmp_path, '.', for_training=True)
+    loaded = learn.model[0].model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in body.state_dict().items() if k in loaded)
+    with pytest.raises(CompError, match='no weights for'):
+        build_learner(resolve(tc(arch='test_vit', pretrained=True, weights=str(tmp_path / 'hub')), competition.find()),
+                      competition.find(), tmp_path, '.', for_training=True)
+
+
 def test_no_network_and_no_weights_is_one_line_error(workspace, monkeypatch):
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     monkeypatch.setenv('HF_HUB_CACHE', str(workspace / 'empty-hub-cache'))
@@ -89,10 +109,12 @@ def test_no_network_and_no_weights_is_one_line_error(workspace, monkeypatch):
     assert '--weights' in r.stderr
 
 
-def test_resume_after_killed_process(workspace):
+@pytest.mark.parametrize('schedule, epochs, total', [('one_cycle', 6, 6), ('fine_tune', 5, 6)])
+def test_resume_after_killed_process(workspace, schedule, epochs, total):
+    # fine_tune's frozen epoch counts as epoch 1, so a kill after epoch 2 resumes inside the unfrozen phase
     exe = os.path.join(os.path.dirname(sys.executable), 'comp')
-    p = subprocess.Popen([exe, 'train', '--arch', 'test_convnext', '--epochs', '6', '--workers', '0',
-                          '--schedule', 'one_cycle'], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    p = subprocess.Popen([exe, 'train', '--arch', 'test_convnext', '--epochs', str(epochs), '--workers', '0',
+                          '--schedule', schedule], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     run = None
     while time.time() < deadline:
@@ -107,14 +129,14 @@ def test_resume_after_killed_process(workspace):
     assert runs.status(run) == 'incomplete'
     assert not (run / 'result.json').exists() and not (run / 'model.pth').exists()
     done = json.loads((run / 'status.json').read_text())['epochs_done']
-    assert done < 6
+    assert done < total
     r = comp_cli('runs', '--json', cwd=workspace)
     assert json.loads(r.stdout)[0]['status'] == 'incomplete'
     r = comp_cli('train', '--resume', run.name, cwd=workspace)
     assert r.returncode == 0, r.stderr[-2000:]
     assert runs.status(run) == 'complete'
     m = pd.read_csv(run / 'metrics.csv')
-    assert list(m['epoch']) == [1, 2, 3, 4, 5, 6]
+    assert list(m['epoch']) == list(range(1, total + 1))
     assert f'epoch {done + 1}:' in r.stdout and f'epoch {done}:' not in r.stdout
     r = comp_cli('train', '--resume', run.name, cwd=workspace)
     assert r.returncode == 1 and 'already complete' in r.stderr
