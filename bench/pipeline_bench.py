@@ -7,7 +7,6 @@ with the decode-once cache.  Usage: python bench/pipeline_bench.py [--scale full
 import argparse
 import os
 import tempfile
-from pathlib import Path
 
 from common import Timer, record, sample
 

@@ -2,7 +2,6 @@
 
 Usage: python bench/resize_bench.py [--scale full] [--size 256]"""
 import argparse
-import shutil
 import tempfile
 from pathlib import Path
 

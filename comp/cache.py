@@ -11,14 +11,6 @@ import numpy as np
 import torch
 from fastai.vision.all import PILImage, TensorImage, ToTensor, Transform
 
-GB = 1024 ** 3
-
-
-def cache_budget():
-    """Bytes the decoded-image cache may use: `COMP_CACHE_GB` (default 4)."""
-    return float(os.environ.get('COMP_CACHE_GB', 4)) * GB
-
-
 class CachedImage(Transform):
     """path -> TensorImage (uint8, CHW) after `resize`, computed once per image and shared across workers."""
 
@@ -35,9 +27,6 @@ class CachedImage(Transform):
         self.flag_file = self.file + '.done'
         self.done = np.memmap(self.flag_file, np.uint8, 'w+', shape=(max(1, self.shape[0]),))
         self.decodes_count, self._owner = 0, os.getpid()
-
-    @staticmethod
-    def nbytes(n, size): return n * 3 * int(size[0]) * int(size[1])
 
     def load(self, path):
         """The uncached item pipeline: decode, resize (validation mode: deterministic), to a uint8 tensor."""

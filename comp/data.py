@@ -106,9 +106,13 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     return dblock.dataloaders(df, bs=bs, num_workers=num_workers(workers), seed=seed, pin_memory=pin, **kw)
 
 
+def cache_budget():
+    """Bytes of decoded images comp may hold (training cache, TTA): `COMP_CACHE_GB`, default 4."""
+    return float(os.environ.get('COMP_CACHE_GB', 4)) * 1024 ** 3
+
+
 def cached(resize, n):
     """Whether the decode-once cache applies: a deterministic resize, and n uint8 images within the budget."""
     method, (h, w) = resize
-    budget = float(os.environ.get('COMP_CACHE_GB', 4)) * 1024 ** 3
     # fastai's Resize crops and places padded images at random in training: only squish is deterministic.
-    return method == 'squish' and n * 3 * h * w <= budget
+    return method == 'squish' and n * 3 * h * w <= cache_budget()

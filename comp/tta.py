@@ -2,16 +2,11 @@
 
 fastai's TTA runs n augmented passes plus one plain pass over the DataLoader, decoding every JPEG n+1
 times. Here the item-level output (decoded and resized, uint8) is collected once and the batch-level
-augmentations, where all of TTA's randomness lives for squish and pad resizes, run n times over it."""
-import os
+augmentations, where all of TTA's randomness lives for squish resizes, run n times over it. fastai crops
+and places padded images at random per pass, so crop and pad resizes use `Learner.tta` itself."""
 import random
 
-GB = 1024 ** 3
-
-
-def cache_budget():
-    """Bytes of decoded images TTA may keep in memory: `COMP_CACHE_GB` (default 4)."""
-    return float(os.environ.get('COMP_CACHE_GB', 4)) * GB
+from .data import cache_budget
 
 
 def tta(learn, dl, n=4, beta=0.25):
@@ -19,8 +14,8 @@ def tta(learn, dl, n=4, beta=0.25):
     import torch
     from fastcore.basics import noop
     if n < 1: raise ValueError('n must be at least 1')
-    if len(dl.dataset) * 3 * _item_pixels(dl) > cache_budget():
-        # Too large to hold: fall back to fastai's own TTA, which decodes every pass.
+    if not _deterministic_items(dl) or len(dl.dataset) * 3 * _item_pixels(dl) > cache_budget():
+        # Random item-level resizes, or too large to hold: fastai's own TTA, which decodes every pass.
         return learn.tta(dl=dl, n=n, beta=beta)[0]
     # Decoding must not move the random generators that the augmentations draw from.
     py_state, torch_state = random.getstate(), torch.get_rng_state()
@@ -37,6 +32,10 @@ def tta(learn, dl, n=4, beta=0.25):
         torch.empty((), dtype=torch.int64).random_()
         aug.append(_pass(learn, dl, raw, act, split_idx=0))
     return torch.lerp(torch.stack(aug).mean(0), _pass(learn, dl, raw, act, split_idx=1), beta)
+
+
+def _deterministic_items(dl):
+    return all(str(getattr(t, 'method', 'squish')) == 'squish' for t in dl.after_item.fs if type(t).__name__ == 'Resize')
 
 
 def _item_pixels(dl):

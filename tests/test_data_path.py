@@ -5,8 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from comp import competition, data, resize, train
-from comp.train import TrainConfig
+from comp import competition, data, resize
 from conftest import comp_cli
 
 

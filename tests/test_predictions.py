@@ -36,6 +36,21 @@ def test_tta_equals_fastai(two_runs):
     assert not torch_close(plain, ours)  # the augmented passes really changed something
 
 
+@pytest.mark.parametrize('method', ['pad', 'crop'])
+def test_tta_with_random_item_resizes_still_equals_fastai(workspace, tmp_path, method):
+    # fastai places padded and cropped images at random per TTA pass: comp must keep that, not replay one decode
+    from fastai.vision.all import set_seed
+    from comp.train import TrainConfig, build_learner, resolve
+    from comp.tta import tta
+    c = resolve(TrainConfig(arch='test_convnext', resize=(method, (96, 72)), workers=0), competition.find())
+    learn = build_learner(c, competition.find(), tmp_path, '.')
+    dl = learn.dls.valid.new(shuffle=False, drop_last=False)
+    set_seed(3)
+    ref, _ = learn.tta(dl=dl, n=2)
+    set_seed(3)
+    assert torch_close(ref, tta(learn, dl, n=2))
+
+
 def torch_close(a, b):
     import torch
     return torch.allclose(torch.as_tensor(a).float(), torch.as_tensor(b).float(), atol=1e-6)

@@ -1,5 +1,4 @@
 """Recipes against timm's registry, option overrides, shared splits and folds (no training here)."""
-import pandas as pd
 import pytest
 import timm
 
