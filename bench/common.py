@@ -18,6 +18,14 @@ def sample(scale='full', seed=42):
     return d
 
 
+def parser(doc):
+    """An argument parser with the options every benchmark takes."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument('--scale', default='full', help="sample size: small, full, or a fraction")
+    return ap
+
+
 def machine():
     import torch
     return {'cpu_count': os.cpu_count(), 'platform': platform.platform(), 'python': sys.version.split()[0],

@@ -4,11 +4,10 @@ Plain fastai is the reference's part 1: ImageDataLoaders.from_folder(valid_pct=0
 item_tfms=Resize(480, method='squish'), batch_tfms=aug_transforms(size=128, min_scale=0.75)).
 comp: the same transforms through comp.data.dataloaders, reading a `comp resize` copy when one is given,
 with the decode-once cache.  Usage: python bench/pipeline_bench.py [--scale full] [--epochs 3] [--resized 256]"""
-import argparse
 import os
 import tempfile
 
-from common import Timer, record, sample
+from common import Timer, parser, record, sample
 
 
 def epochs(dl, n):
@@ -22,8 +21,7 @@ def epochs(dl, n):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--scale', default='full')
+    ap = parser(__doc__)
     ap.add_argument('--epochs', type=int, default=3)
     ap.add_argument('--bs', type=int, default=64)
     ap.add_argument('--resized', type=int, default=256, help='longest side of the comp resize copy (0: originals)')

@@ -1,16 +1,14 @@
 """Pre-resize throughput: `comp resize` against fastai's `resize_images`, same images, same cores.
 
 Usage: python bench/resize_bench.py [--scale full] [--size 256]"""
-import argparse
 import tempfile
 from pathlib import Path
 
-from common import Timer, record, sample
+from common import Timer, parser, record, sample
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--scale', default='full')
+    ap = parser(__doc__)
     ap.add_argument('--size', type=int, default=256)
     a = ap.parse_args()
     from fastai.vision.all import get_image_files, resize_images

@@ -5,11 +5,10 @@
 3. plain fastai: ImageDataLoaders.from_folder with Resize(480, squish) as the reference did.
 Needs CUDA; on a CPU-only machine it records that it was skipped.
 Usage: python bench/train_bench.py [--scale full] [--steps 60]"""
-import argparse
 import os
 import tempfile
 
-from common import Timer, record, sample
+from common import Timer, parser, record, sample
 
 
 def throughput(learn, dl, steps):
@@ -41,8 +40,7 @@ def throughput(learn, dl, steps):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--scale', default='full')
+    ap = parser(__doc__)
     ap.add_argument('--steps', type=int, default=60)
     ap.add_argument('--bs', type=int, default=64)
     a = ap.parse_args()

@@ -1,15 +1,13 @@
 """TTA (n=4) on the test set: comp's decode-once TTA against fastai's Learner.tta, same tiny model and seed.
 
 Usage: python bench/tta_bench.py [--scale full] [--n 4]"""
-import argparse
 import tempfile
 
-from common import Timer, record, sample
+from common import Timer, parser, record, sample
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--scale', default='full')
+    ap = parser(__doc__)
     ap.add_argument('--n', type=int, default=4)
     a = ap.parse_args()
     import torch

@@ -141,7 +141,6 @@ def _train(c, comp, run, workdir, resuming, quiet):
     lr = c['lr']
     if lr == 'auto':
         lr = _lr_find(learn, run, (minimum, steep, valley, slide))
-        c = {**c, 'lr_found': lr}
     t0 = time.time()
     fit(learn, c['schedule'], c['epochs'], lr, start=done)
     learn.save('model')
