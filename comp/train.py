@@ -139,7 +139,11 @@ def _train(c, comp, run, workdir, resuming, quiet):
         learn.load('checkpoint', with_opt=True)
         done = read_json(run / 'status.json').get('epochs_done', 0)
     lr = c['lr']
-    if lr == 'auto':
+    if lr == 'auto' and resuming and (run / 'lr_find.json').exists():
+        # The run's own choice: lr_find on a half-trained model would pick another rate mid-schedule.
+        found = read_json(run / 'lr_find.json')
+        lr = found['suggestions'][found['chosen']]
+    elif lr == 'auto':
         lr = _lr_find(learn, run, (minimum, steep, valley, slide))
     t0 = time.time()
     fit(learn, c['schedule'], c['epochs'], lr, start=done)

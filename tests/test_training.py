@@ -31,6 +31,21 @@ def test_lr_auto_runs_lr_find_and_trains_with_its_suggestion(workspace):
     assert json.loads((run / 'result.json').read_text())['lr'] == pytest.approx(found['suggestions']['valley'])
 
 
+def test_resume_keeps_the_learning_rate_lr_find_chose(workspace):
+    run = train.train(tc(lr='auto', epochs=2, schedule='one_cycle'), quiet=True)
+    chosen = json.loads((run / 'lr_find.json').read_text())
+    # make the run look interrupted after epoch 1, with a different model state than lr_find saw
+    (run / 'result.json').unlink()
+    runs.set_status(run, 'running', epochs_done=1)
+    import shutil
+    shutil.copy(run / 'model.pth', run / 'checkpoint.pth')
+    stamp = (run / 'lr_find.png').stat().st_mtime_ns
+    train.train(None, resume=run.name, quiet=True)
+    res = json.loads((run / 'result.json').read_text())
+    assert res['lr'] == pytest.approx(chosen['suggestions']['valley'])
+    assert (run / 'lr_find.png').stat().st_mtime_ns == stamp  # lr_find did not run again
+
+
 def test_schedules_fine_tune_adds_a_frozen_epoch(workspace):
     one = train.train(tc(epochs=2, schedule='one_cycle'), quiet=True)
     ft = train.train(tc(epochs=2, schedule='fine_tune'), quiet=True)
