@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import DataError
+from .machine import cpus
 from .files import read_json, write_json
 
 PADDY = 'paddy-disease-classification'
@@ -162,7 +163,7 @@ def undecodable(files, root):
     for f, st in zip(files, stats): sig.update(f'{f}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
     stamp = cache_dir() / 'checked' / (sig.hexdigest() + '.ok')
     if stamp.exists(): return []
-    with ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as ex: ok = list(ex.map(_decodes, files))
+    with ThreadPoolExecutor(max(2, cpus())) as ex: ok = list(ex.map(_decodes, files))
     bad = [str(Path(f).relative_to(root)) for f, good in zip(files, ok) if not good]
     if not bad:
         stamp.parent.mkdir(parents=True, exist_ok=True)

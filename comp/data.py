@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 from .errors import ConfigError
+from .machine import cpus
 from .files import write_csv
 
 SPLITS_DIR = 'splits'
@@ -69,7 +70,7 @@ def batch_tfms(size, min_scale=0.75):
 
 def num_workers(requested=None):
     """Data-loading workers: the machine's cores unless set."""
-    return os.cpu_count() if requested is None else requested
+    return cpus() if requested is None else requested
 
 
 def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=None, seed=42, device=None,

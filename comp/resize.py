@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import competition as competition_
 from .errors import ConfigError
+from .machine import cpus
 from .files import read_json, write_json
 
 RESIZED_DIR = 'resized'
@@ -63,7 +64,7 @@ def resize(comp, size, workdir='.', workers=None):
         if seen.get(rel) != sig or not (dest / rel).exists():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             jobs.append((f, dest / rel, size))
-    workers = workers or os.cpu_count() or 1
+    workers = workers or cpus()
     if jobs:
         with ProcessPoolExecutor(workers) as ex: list(ex.map(_job, jobs, chunksize=16))
     for rel in set(seen) - set(files):  # images gone from the source

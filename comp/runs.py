@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .errors import CompError
+from .machine import cpus
 from .files import read_json, write_json
 
 RUNS_DIR = 'runs'
@@ -66,7 +67,7 @@ def environment():
         try: vers[pkg] = version(pkg)
         except PackageNotFoundError: vers[pkg] = None
     env = {'python': sys.version.split()[0], 'platform': platform.platform(), 'packages': vers,
-           'cpu_count': os.cpu_count(), 'git_commit': _git_commit(), 'argv': sys.argv}
+           'cpu_count': cpus(), 'git_commit': _git_commit(), 'argv': sys.argv}
     try:
         import torch
         env['device'] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'

@@ -1,9 +1,9 @@
 """A synthetic competition in exactly Paddy Doctor's layout, for demos, tests and benchmarks."""
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .errors import ConfigError
+from .machine import cpus
 
 # Real label counts of Paddy Doctor's train set (../shared/PADDY.md); the vocab order is sorted.
 COUNTS = {'bacterial_leaf_blight': 479, 'bacterial_leaf_streak': 380, 'bacterial_panicle_blight': 337,
@@ -69,7 +69,7 @@ def _write(dest, frac, seed, workers):
              for k, (i, lbl) in enumerate(zip(test_ids, test_labels))]
     for lbl in LABELS: (dest / 'train_images' / lbl).mkdir(parents=True, exist_ok=True)
     (dest / 'test_images').mkdir(parents=True, exist_ok=True)
-    workers = workers or os.cpu_count() or 1
+    workers = workers or cpus()
     if workers > 1 and len(jobs) > 50:
         with ProcessPoolExecutor(workers) as ex: list(ex.map(_write_image, jobs, chunksize=32))
     else:

@@ -1,5 +1,7 @@
 """Issue 5's data path: pre-resized copies and the decode-once cache, checked against fastai's own pipeline."""
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -75,3 +77,12 @@ def test_train_uses_a_big_enough_resized_copy_and_says_so(workspace):
     assert cfg['images'].endswith('resized/160')
     r = comp_cli('predict', run.name, cwd=workspace)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_workers_follow_the_cores_this_process_may_use():
+    # Kaggle and `taskset` give a process fewer cores than the host has; os.cpu_count() still counts the host's.
+    code = ('import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); '
+            'from comp import data, runs; print(data.num_workers(), runs.environment()["cpu_count"])')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ['1', '1']
+    assert data.num_workers(3) == 3
