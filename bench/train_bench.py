@@ -1,78 +1,180 @@
-"""End-to-end training throughput on a GPU: convnext_small at 224 with mixed precision, three ways.
+"""End-to-end training throughput on a GPU: real fastai training (Learner.fit, mixed precision), four inputs.
 
-1. upper bound: the same learner fed synthetic tensors already on the GPU;
-2. comp: comp.data.dataloaders (decode-once cache, pinned memory, a resized copy);
-3. plain fastai: ImageDataLoaders.from_folder with Resize(480, squish) as the reference did.
-Needs CUDA; on a CPU-only machine it records that it was skipped.
-Usage: python bench/train_bench.py [--scale full] [--steps 60]"""
+1. synthetic: comp's learner fed batches of random tensors already on the GPU (the upper bound);
+2. comp: the learner `comp train` builds (comp.train.training_learner) with a squish item resize, so
+   each image is decoded once per run, read from a `comp resize` copy;
+3. recipe: the same with the zoo recipe's own item resize (convnext_small: pad 480x360, not cacheable);
+4. plain: fastai as the reference used it, ImageDataLoaders.from_folder with Resize(480, squish) on the
+   original images, fastai's default workers.
+The process is pinned to --cores CPUs (Kaggle's GPU notebooks have 4), and the DataLoader workers with it.
+Images/s are for the training phase of each epoch (validation is skipped), worker start-up included.
+Needs CUDA for bf16/fp16; `--precision fp32` runs anywhere (a smoke test on a CPU).
+Usage: python bench/train_bench.py [--scale full] [--cores 4] [--precision bf16 fp16] [--epochs 3]"""
 import os
 import tempfile
+import time
 
-from common import Timer, parser, record, sample
+from common import parser, record, sample
 
 
-def throughput(learn, dl, steps):
+T0 = time.perf_counter()
+
+
+def say(*a):
+    print(f'[{time.perf_counter() - T0:6.1f}s]', *a, flush=True)
+
+
+def timer_cb():
+    """A fastai callback that times the training phase of every epoch and skips validation."""
     import torch
-    learn.model.cuda().train()
-    opt = torch.optim.AdamW(learn.model.parameters(), lr=1e-4)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
-    it, k, warm = iter(dl), 0, 5
-    for i in range(steps + warm):
-        if i == warm:
-            torch.cuda.synchronize()
-            t = Timer().__enter__()
-            k = 0
-        try: xb, yb = next(it)
-        except StopIteration:
-            it = iter(dl)
-            xb, yb = next(it)
-        with torch.autocast('cuda', dtype=dtype):
-            loss = torch.nn.functional.cross_entropy(learn.model(xb), yb)
-        opt.zero_grad()
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        k += len(xb)
-    torch.cuda.synchronize()
-    t.__exit__()
-    return round(k / t.s, 1)
+    from fastai.vision.all import Callback, CancelValidException, find_bs
+
+    def sync():
+        if torch.cuda.is_available(): torch.cuda.synchronize()
+
+    class EpochTimer(Callback):
+        order = 100
+
+        def before_fit(self): self.rates = []
+
+        def before_train(self):
+            sync()
+            self.n, self.t0 = 0, time.perf_counter()
+
+        def after_batch(self):
+            if self.training: self.n += find_bs(self.learn.yb)
+
+        def after_train(self):
+            sync()
+            self.rates.append(round(self.n / (time.perf_counter() - self.t0), 1))
+            say(f'  epoch {len(self.rates)}: {self.rates[-1]} img/s')
+
+        def before_validate(self): raise CancelValidException()
+    return EpochTimer()
+
+
+def synthetic(learn, n_batches, bs, size, c):
+    """DataLoaders of one random batch already on the model's device, served n_batches times an epoch."""
+    import torch
+    from fastai.vision.all import DataLoaders, TensorCategory, TensorImage
+    dev = learn.dls.device  # where fastai puts the model at fit time; the model itself is still on the CPU here
+
+    class Batches:
+        n_inp = 1
+
+        def __init__(self, n):
+            self.n, self.bs = n, bs
+            self.x = TensorImage(torch.rand(bs, 3, size, size, device=dev))
+            self.y = TensorCategory(torch.randint(0, c, (bs,), device=dev))
+
+        def __len__(self): return self.n
+
+        def __iter__(self): return ((self.x, self.y) for _ in range(self.n))
+
+        def to(self, device): return self
+    return DataLoaders(Batches(n_batches), Batches(1), device=dev)
+
+
+def run(learn, epochs):
+    """Train `learn` for `epochs` one-cycle epochs; images/s of each epoch's training and peak GPU memory."""
+    import torch
+    from comp.train import no_bars
+    no_bars(learn)
+    learn.model.to(learn.dls.device)
+    # A model left on the CPU "trains" at a few images/s under CUDA autocast: fail instead of measuring that.
+    if torch.cuda.is_available() and next(learn.model.parameters()).device.type != 'cuda':
+        raise SystemExit(f'the model is on {learn.dls.device}, not the GPU')
+    t = timer_cb()
+    if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
+    learn.fit_one_cycle(epochs, 1e-4, cbs=[t])
+    mem = round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if torch.cuda.is_available() else None
+    return t.rates, mem
 
 
 def main():
     ap = parser(__doc__)
-    ap.add_argument('--steps', type=int, default=60)
+    ap.add_argument('--arch', default='convnext_small')
+    ap.add_argument('--size', type=int, default=224, help='training (batch) size')
+    ap.add_argument('--item', type=int, default=288, help="comp's squish item size, cached as uint8")
     ap.add_argument('--bs', type=int, default=64)
+    ap.add_argument('--epochs', type=int, default=3)
+    ap.add_argument('--cores', type=int, default=4, help='CPU cores the whole process may use (0: all)')
+    ap.add_argument('--workers', type=int, default=None, help="DataLoader workers (default: comp's and fastai's own)")
+    ap.add_argument('--precision', nargs='+', default=['bf16', 'fp16'])
+    ap.add_argument('--channels-last', action='store_true')
+    ap.add_argument('--inputs', nargs='+', default=['synthetic', 'comp', 'recipe', 'plain'])
     a = ap.parse_args()
+    if os.environ.get('BENCH_WATCHDOG'):  # print every thread's stack and exit if the run hangs
+        import faulthandler
+        faulthandler.dump_traceback_later(float(os.environ['BENCH_WATCHDOG']), exit=True)
+    src = sample(a.scale)  # written with every core, before the process is pinned
+    say('sample ready:', src)
+    if a.cores: os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:a.cores]))
     import torch
-    if not torch.cuda.is_available():
-        record('train_gpu', [{'run': 'skipped', 'reason': 'no CUDA GPU on this machine'}])
-        return
-    from fastai.vision.all import ImageDataLoaders, Resize, aug_transforms, vision_learner
-    from comp import competition, data, resize
-    src = sample(a.scale)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    from fastai.vision.all import ImageDataLoaders, Resize, aug_transforms, set_seed, vision_learner
+    from comp import competition, resize, train, zoo
+    from comp.machine import cpus
     comp = competition.load(src)
-    arch, workers = 'convnext_small', os.cpu_count()
+    say('competition loaded')
+    recipe = zoo.recipe(a.arch)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        root = resize.resize(comp, 320, workdir=tmp)[0]
-        dls = data.dataloaders(comp, data.valid_ids(comp, tmp), (224, 224), ('squish', (240, 240)), bs=a.bs,
-                               workers=workers, root=root, device='cuda')
-        learn = vision_learner(dls, arch, pretrained=False)
-        class Synthetic:
-            def __iter__(self):
-                x = torch.randn(a.bs, 3, 224, 224, device='cuda')
-                y = torch.randint(0, 10, (a.bs,), device='cuda')
-                while True: yield x, y
-        bound = throughput(learn, Synthetic(), a.steps)
-        ours = throughput(learn, dls.train, a.steps)
-        ref = ImageDataLoaders.from_folder(src, train='train_images', valid_pct=0.2, seed=42, bs=a.bs, num_workers=workers,
-                                           item_tfms=Resize(480, method='squish'),
-                                           batch_tfms=aug_transforms(size=224, min_scale=0.75), device='cuda')
-        plain = throughput(learn, ref.train, a.steps)
-    rows = [{'input': 'synthetic tensors on GPU (upper bound)', 'img_s': bound, 'of_bound': 1.0},
-            {'input': 'comp data path', 'img_s': ours, 'of_bound': round(ours / bound, 3)},
-            {'input': 'plain fastai (squish 480)', 'img_s': plain, 'of_bound': round(plain / bound, 3)}]
-    record('train_gpu', rows, {'scale': a.scale, 'arch': arch, 'bs': a.bs, 'steps': a.steps})
+        def learner(precision, item_resize):
+            cfg = train.TrainConfig(arch=a.arch, data=str(src), size=(a.size, a.size), resize=item_resize, bs=a.bs,
+                                    epochs=a.epochs, schedule='one_cycle', pretrained=False, precision=precision,
+                                    channels_last=a.channels_last, workers=a.workers)
+            c = train.resolve(cfg, comp)
+            c['images'] = train._images(comp, c, tmp, quiet=False)
+            run_dir = os.path.join(tmp, 'run')
+            os.makedirs(run_dir, exist_ok=True)
+            return train.training_learner(c, comp, run_dir, tmp)[0]
+
+        # The smallest copy each item resize can use (a 480x640 photo's short side is 3/4 of its longest).
+        copies = sorted({-(-max(r) * 4 // 3) for r in ((a.item, a.item), recipe.resize[1])})
+        for copy in copies:
+            if copy < 640: resize.resize(comp, copy, workdir=tmp)
+        say('resized copies:', copies)
+        for p in a.precision:
+            for inp in a.inputs:
+                say('start', p, inp)
+                set_seed(42)
+                if inp in ('synthetic', 'comp'):
+                    learn = learner(p, ['squish', [a.item, a.item]])
+                    if inp == 'synthetic':
+                        learn.dls = synthetic(learn, len(learn.dls.train), a.bs, a.size, len(learn.dls.vocab))
+                    what = ('random tensors on the GPU (upper bound)' if inp == 'synthetic'
+                            else f'comp: squish {a.item}, decode once')
+                elif inp == 'recipe':
+                    learn = learner(p, list(recipe.resize))
+                    what = f'comp: recipe item resize {recipe.resize[0]} {"x".join(map(str, recipe.resize[1]))}'
+                else:
+                    dls = ImageDataLoaders.from_folder(src, train='train_images', valid_pct=0.2, seed=42, bs=a.bs,
+                                                       item_tfms=Resize(480, method='squish'),
+                                                       batch_tfms=aug_transforms(size=a.size, min_scale=0.75),
+                                                       **({'num_workers': a.workers} if a.workers else {}))
+                    learn = vision_learner(dls, a.arch, pretrained=False)
+                    if p == 'bf16': learn.to_bf16()
+                    elif p == 'fp16': learn.to_fp16()
+                    if a.channels_last: learn.model = learn.model.to(memory_format=torch.channels_last)
+                    what = 'plain fastai: from_folder, squish 480, originals'
+                workers = getattr(getattr(learn.dls.train, 'fake_l', None), 'num_workers', 0)
+                rates, mem = run(learn, a.epochs)
+                rows.append({'precision': p, 'input': what, 'workers': workers,
+                             **{f'epoch{i + 1}': r for i, r in enumerate(rates)}, 'gpu_mem_gib': mem})
+                say(rows[-1])
+                del learn
+                if torch.cuda.is_available(): torch.cuda.empty_cache()
+    for p in a.precision:
+        bound = [r for r in rows if r['precision'] == p and r['input'].startswith('random')]
+        if not bound: continue
+        later = lambda r: sum(r[f'epoch{i}'] for i in range(2, a.epochs + 1)) / max(1, a.epochs - 1)
+        for r in rows:
+            if r['precision'] == p: r['of_bound_from_epoch2'] = round(later(r) / later(bound[0]), 3)
+    name = f"train_{'gpu' if torch.cuda.is_available() else 'cpu'}-{cpus()}cores{'-channels_last' if a.channels_last else ''}"
+    record(name, rows,
+           {'scale': a.scale, 'arch': a.arch, 'size': a.size, 'bs': a.bs, 'epochs': a.epochs, 'cores': cpus(),
+            'channels_last': a.channels_last})
 
 
 if __name__ == '__main__':
