@@ -19,7 +19,7 @@ class CachedImage(Transform):
         self.index = {str(p): i for i, p in enumerate(paths)}
         w, h = resize.size  # fastai's Resize keeps its size as (width, height)
         self.shape = (len(self.index), 3, int(h), int(w))
-        d = cache_dir or ('/dev/shm' if os.path.isdir('/dev/shm') else tempfile.gettempdir())
+        d = cache_dir or tempfile.gettempdir()
         fd, self.file = tempfile.mkstemp(prefix='comp-cache-', suffix='.u8', dir=d)
         os.close(fd)
         self.pixels = np.memmap(self.file, np.uint8, 'w+', shape=self.shape)

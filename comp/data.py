@@ -89,10 +89,11 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     # Vocabularies come from all of train.csv, so a value seen only in validation still has a class.
     vocabs = [comp.vocab() if c == comp.layout.label_col else sorted(df[c].astype(str).unique()) for c in cols]
     x_block, itfms = ImageBlock, item_tfms(resize)
-    if cache and cached(resize, len(df)):
+    where = cache_dir(cache_bytes(resize, len(df))) if cache and cached(resize, len(df)) else None
+    if where is not None:
         from fastai.vision.all import IntToFloatTensor, TransformBlock
         from .cache import CachedImage
-        x_block = TransformBlock(type_tfms=CachedImage([f'{root}{os.sep}{p}' for p in df['path']], itfms),
+        x_block = TransformBlock(type_tfms=CachedImage([f'{root}{os.sep}{p}' for p in df['path']], itfms, where),
                                  batch_tfms=IntToFloatTensor)
         itfms = []
     dblock = DataBlock(blocks=(x_block, *[CategoryBlock(vocab=v) for v in vocabs]), n_inp=1,
@@ -112,8 +113,29 @@ def cache_budget():
     return float(os.environ.get('COMP_CACHE_GB', 4)) * 1024 ** 3
 
 
+def cache_bytes(resize, n):
+    """Bytes of n uint8 images at the item resize's (h, w)."""
+    h, w = resize[1]
+    return n * 3 * h * w
+
+
 def cached(resize, n):
     """Whether the decode-once cache applies: a deterministic resize, and n uint8 images within the budget."""
-    method, (h, w) = resize
     # fastai's Resize crops and places padded images at random in training: only squish is deterministic.
-    return method == 'squish' and n * 3 * h * w <= cache_budget()
+    return resize[0] == 'squish' and cache_bytes(resize, n) <= cache_budget()
+
+
+def cache_dir(nbytes):
+    """A folder with room for the cache: `COMP_CACHE_DIR`, else /dev/shm (memory), else the temp folder; None if none has.
+
+    The cache is a sparse memory-mapped file: one on a full tmpfs (Docker's /dev/shm is 64 MB) would kill
+    the DataLoader workers with SIGBUS when they write into it, so the room is checked up front."""
+    import shutil
+    import tempfile
+    env = os.environ.get('COMP_CACHE_DIR')
+    for d in [env] if env else ['/dev/shm', tempfile.gettempdir()]:
+        try:
+            if shutil.disk_usage(d).free >= nbytes * 1.02 + 2 ** 20: return d
+        except OSError:
+            continue
+    return None

@@ -1,7 +1,9 @@
 """Issue 5's data path: pre-resized copies and the decode-once cache, checked against fastai's own pipeline."""
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,6 +49,27 @@ def test_random_resizes_are_not_cached(tiny_sample, tmp_path, method):
     dls = data.dataloaders(comp, data.valid_ids(comp, tmp_path), (48, 48), (method, (64, 48)), bs=8, workers=0)
     assert not any(type(t).__name__ == 'CachedImage' for t in dls.train.dataset.tls[0].tfms.fs)
 
+
+
+def cache_tfm(dls):
+    return next((t for t in dls.train.dataset.tls[0].tfms.fs if type(t).__name__ == 'CachedImage'), None)
+
+
+def test_the_cache_goes_where_there_is_room_or_is_left_off(tiny_sample, tmp_path, monkeypatch):
+    comp = competition.load(tiny_sample)
+    kw = dict(size=(48, 48), resize=('squish', (64, 48)), bs=8, workers=0)
+    valid = data.valid_ids(comp, tmp_path)
+    (tmp_path / 'cache').mkdir()
+    monkeypatch.setenv('COMP_CACHE_DIR', str(tmp_path / 'cache'))
+    dls = data.dataloaders(comp, valid, **kw)
+    assert Path(cache_tfm(dls).file).parent == tmp_path / 'cache'
+    assert data.cache_dir(shutil.disk_usage(tmp_path).free * 2) is None
+    # a folder that cannot hold the cache: the plain pipeline, which still delivers batches
+    monkeypatch.setenv('COMP_CACHE_DIR', str(tmp_path / 'missing'))
+    dls = data.dataloaders(comp, valid, **kw)
+    assert cache_tfm(dls) is None
+    xb, yb = dls.one_batch()
+    assert xb.shape == (8, 3, 48, 48)
 
 def test_resize_is_parallel_idempotent_and_follows_changes(tiny_copy, tmp_path):
     comp = competition.load(tiny_copy)
