@@ -2,14 +2,21 @@
 
 Each image is decoded and resized the first time it is read; later epochs and TTA passes read the uint8
 tensor back from a memory-mapped file that the DataLoader's worker processes share. Random augmentation
-stays on the batch (on the GPU when there is one). Imports fastai: load it only when building DataLoaders."""
+stays on the batch (on the GPU when there is one). Imports fastai: load it only when building DataLoaders.
+
+fastai's crop and pad resizes place the image at random in training. Where the image already has the
+target's aspect ratio (Paddy's portrait photos for the pad and crop recipes) every placement gives the same
+pixels, so those images are cached too; the others are resized anew in training from fastai's own draw."""
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from fastai.vision.all import PILImage, TensorImage, ToTensor, Transform
+from fastai.vision.all import PILImage, ResizeMethod, TensorImage, ToTensor, Transform
+
+ANY_SPLIT, VALID_ONLY = 1, 2   # what a cached slot may serve: every split, or validation's centred placement
+
 
 class CachedImage(Transform):
     """path -> TensorImage (uint8, CHW) after `resize`, computed once per image and shared across workers."""
@@ -19,29 +26,45 @@ class CachedImage(Transform):
         self.index = {str(p): i for i, p in enumerate(paths)}
         w, h = resize.size  # fastai's Resize keeps its size as (width, height)
         self.shape = (len(self.index), 3, int(h), int(w))
-        d = cache_dir or tempfile.gettempdir()
-        fd, self.file = tempfile.mkstemp(prefix='comp-cache-', suffix='.u8', dir=d)
+        fd, self.file = tempfile.mkstemp(prefix='comp-cache-', suffix='.u8', dir=cache_dir or tempfile.gettempdir())
         os.close(fd)
         self.pixels = np.memmap(self.file, np.uint8, 'w+', shape=self.shape)
         # A separate flag file: set only after the pixels are written, so a reader never sees half an image.
         self.flag_file = self.file + '.done'
         self.done = np.memmap(self.flag_file, np.uint8, 'w+', shape=(max(1, self.shape[0]),))
-        self.decodes_count, self._owner = 0, os.getpid()
+        self.decodes_count, self._owner, self.split = 0, os.getpid(), None
 
-    def load(self, path):
-        """The uncached item pipeline: decode, resize (validation mode: deterministic), to a uint8 tensor."""
+    def __call__(self, x, split_idx=None, **kwargs):
+        self.split = split_idx  # 1 while fastai builds validation items: crops and pads are centred there
+        return super().__call__(x, split_idx=split_idx, **kwargs)
+
+    def placed(self, img, pcts):
+        """fastai's Resize of `img` with the placement fractions `pcts`, drawing nothing."""
+        self.resize.pcts = pcts
+        return Transform.__call__(self.resize, img)
+
+    def load(self, path, pcts):
+        """Decode and resize `path`; also whether every placement gives these pixels."""
         self.decodes_count += 1
-        img = self.resize(PILImage.create(path), split_idx=1)
-        return self.to_tensor(img)
+        img = PILImage.create(path)
+        if self.resize.method == ResizeMethod.Squish: return self.to_tensor(self.resize(img)), True
+        lo, hi = self.placed(img, (0.0, 0.0)), self.placed(img, (1 - 1e-9, 1 - 1e-9))
+        fixed = lo.tobytes() == hi.tobytes()
+        return self.to_tensor(lo if fixed else self.placed(img, pcts)), fixed
 
     def encodes(self, path: (str, Path)):
+        training = self.split != 1
+        # fastai's Resize draws its placement for every item in training; drawing it here too keeps the
+        # random state, and so every later draw, exactly as in the uncached pipeline.
+        self.resize.before_call(None, split_idx=self.split)
+        pcts = getattr(self.resize, 'pcts', (0.5, 0.5))
         i = self.index.get(str(path))
-        if i is not None and self.done[i]:
+        if i is not None and (self.done[i] == ANY_SPLIT or (self.done[i] == VALID_ONLY and not training)):
             return TensorImage(torch.from_numpy(np.array(self.pixels[i])))
-        t = self.load(path)
-        if i is not None and tuple(t.shape) == self.shape[1:]:
+        t, fixed = self.load(path, pcts)
+        if i is not None and tuple(t.shape) == self.shape[1:] and (fixed or not training):
             self.pixels[i] = t.numpy()
-            self.done[i] = 1
+            self.done[i] = ANY_SPLIT if fixed else VALID_ONLY
         return t
 
     def __del__(self):

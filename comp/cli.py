@@ -71,7 +71,7 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
           folds: Optional[int] = typer.Option(None, help='Use K stratified folds instead of one split.'),
           fold: int = typer.Option(0, help='Which fold validates (with --folds).'),
           workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).'),
-          cache: bool = typer.Option(True, '--cache/--no-cache', help='Decode each image once per run (budget: COMP_CACHE_GB, default 4).'),
+          cache: bool = typer.Option(True, '--cache/--no-cache', help='Decode each image once per run (budget: COMP_CACHE_GB, default a quarter of memory).'),
           resume: Optional[str] = typer.Option(None, help='Continue an interrupted run (a directory or name from `comp runs`).')):
     """Train a model and record the run under runs/.
 

@@ -77,8 +77,8 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
                 root=None, cache=True):
     """DataLoaders from a fastai DataBlock: the images of train.csv, `valid` ids held out, one block per target.
 
-    Images are read from `root` (a pre-resized copy) or the competition folder. With `cache`, and a
-    deterministic (squish) resize whose uint8 copies fit the budget, each image is decoded once."""
+    Images are read from `root` (a pre-resized copy) or the competition folder. With `cache`, and uint8
+    copies that fit the budget, each image is decoded once (see comp.cache for crops and pads)."""
     from fastai.vision.all import CategoryBlock, ColReader, ColSplitter, DataBlock, ImageBlock
     root = str(root or comp.path)
     df = comp.train_df()
@@ -109,8 +109,10 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
 
 
 def cache_budget():
-    """Bytes of decoded images comp may hold (training cache, TTA): `COMP_CACHE_GB`, default 4."""
-    return float(os.environ.get('COMP_CACHE_GB', 4)) * 1024 ** 3
+    """Bytes of decoded images comp may hold (training cache, TTA): `COMP_CACHE_GB`, else a quarter of memory."""
+    if 'COMP_CACHE_GB' in os.environ: return float(os.environ['COMP_CACHE_GB']) * 1024 ** 3
+    try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 4
+    except (ValueError, OSError, AttributeError): return 4 * 1024 ** 3
 
 
 def cache_bytes(resize, n):
@@ -120,9 +122,8 @@ def cache_bytes(resize, n):
 
 
 def cached(resize, n):
-    """Whether the decode-once cache applies: a deterministic resize, and n uint8 images within the budget."""
-    # fastai's Resize crops and places padded images at random in training: only squish is deterministic.
-    return resize[0] == 'squish' and cache_bytes(resize, n) <= cache_budget()
+    """Whether the decode-once cache applies: n uint8 images at the item resize within the budget."""
+    return cache_bytes(resize, n) <= cache_budget()
 
 
 def cache_dir(nbytes):

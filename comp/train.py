@@ -36,7 +36,7 @@ class TrainConfig:
     folds: int = None
     fold: int = 0
     workers: int = None
-    cache: bool = True             # decode each image once per run (squish resizes, within COMP_CACHE_GB)
+    cache: bool = True             # decode each image once per run, within data.cache_budget()
 
 
 def resolve(cfg, comp=None):

@@ -3,7 +3,8 @@
 fastai's TTA runs n augmented passes plus one plain pass over the DataLoader, decoding every JPEG n+1
 times. Here the item-level output (decoded and resized, uint8) is collected once and the batch-level
 augmentations, where all of TTA's randomness lives for squish resizes, run n times over it. fastai crops
-and places padded images at random per pass, so crop and pad resizes use `Learner.tta` itself."""
+and places padded images at random per pass, so crop and pad resizes use `Learner.tta` itself (whose
+validation passes still read comp's decode-once cache for the images every placement leaves unchanged)."""
 import random
 
 from .data import cache_budget
@@ -34,15 +35,24 @@ def tta(learn, dl, n=4, beta=0.25):
     return torch.lerp(torch.stack(aug).mean(0), _pass(learn, dl, raw, act, split_idx=1), beta)
 
 
+def _item_resize(dl):
+    """The item-level Resize: in the DataLoader's after_item, or inside comp's decode-once cache."""
+    for t in dl.after_item.fs:
+        if type(t).__name__ == 'Resize': return t
+    for tl in getattr(dl.dataset, 'tls', []):
+        for t in tl.tfms.fs:
+            if getattr(t, 'resize', None) is not None: return t.resize
+    return None
+
+
 def _deterministic_items(dl):
-    return all(str(getattr(t, 'method', 'squish')) == 'squish' for t in dl.after_item.fs if type(t).__name__ == 'Resize')
+    r = _item_resize(dl)
+    return r is None or str(getattr(r, 'method', 'squish')) == 'squish'
 
 
 def _item_pixels(dl):
-    for t in dl.after_item.fs:
-        size = getattr(t, 'size', None)
-        if size is not None: return int(size[0]) * int(size[1])
-    return 640 * 480
+    r = _item_resize(dl)
+    return int(r.size[0]) * int(r.size[1]) if r is not None else 640 * 480
 
 
 def _cpu(b):
