@@ -69,7 +69,7 @@ def batch_tfms(size, min_scale=0.75):
 
 
 def num_workers(requested=None):
-    """Data-loading workers: the machine's cores unless set."""
+    """Data-loading workers: the cores this process may use, unless set."""
     return cpus() if requested is None else requested
 
 
@@ -89,7 +89,7 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     # Vocabularies come from all of train.csv, so a value seen only in validation still has a class.
     vocabs = [comp.vocab() if c == comp.layout.label_col else sorted(df[c].astype(str).unique()) for c in cols]
     x_block, itfms = ImageBlock, item_tfms(resize)
-    where = cache_dir(cache_bytes(resize, len(df))) if cache and cached(resize, len(df)) else None
+    where = decode_cache_dir(cache_bytes(resize, len(df))) if cache and cached(resize, len(df)) else None
     if where is not None:
         from fastai.vision.all import IntToFloatTensor, TransformBlock
         from .cache import CachedImage
@@ -126,7 +126,7 @@ def cached(resize, n):
     return cache_bytes(resize, n) <= cache_budget()
 
 
-def cache_dir(nbytes):
+def decode_cache_dir(nbytes):
     """A folder with room for the cache: `COMP_CACHE_DIR`, else /dev/shm (memory), else the temp folder; None if none has.
 
     The cache is a sparse memory-mapped file: one on a full tmpfs (Docker's /dev/shm is 64 MB) would kill

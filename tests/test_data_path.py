@@ -61,7 +61,7 @@ def test_the_cache_goes_where_there_is_room_or_is_left_off(tiny_sample, tmp_path
     monkeypatch.setenv('COMP_CACHE_DIR', str(tmp_path / 'cache'))
     dls = data.dataloaders(comp, valid, **kw)
     assert Path(cache_tfm(dls).file).parent == tmp_path / 'cache'
-    assert data.cache_dir(shutil.disk_usage(tmp_path).free * 2) is None
+    assert data.decode_cache_dir(shutil.disk_usage(tmp_path).free * 2) is None
     # a folder that cannot hold the cache: the plain pipeline, which still delivers batches
     monkeypatch.setenv('COMP_CACHE_DIR', str(tmp_path / 'missing'))
     dls = data.dataloaders(comp, valid, **kw)
