@@ -171,7 +171,8 @@ def main():
         later = lambda r: sum(r[f'epoch{i}'] for i in range(2, a.epochs + 1)) / max(1, a.epochs - 1)
         for r in rows:
             if r['precision'] == p: r['of_bound_from_epoch2'] = round(later(r) / later(bound[0]), 3)
-    name = f"train_{'gpu' if torch.cuda.is_available() else 'cpu'}-{cpus()}cores{'-channels_last' if a.channels_last else ''}"
+    name = (f"train_{'gpu' if torch.cuda.is_available() else 'cpu'}-{cpus()}cores-{'-'.join(a.precision)}"
+            f"{'-channels_last' if a.channels_last else ''}")
     record(name, rows,
            {'scale': a.scale, 'arch': a.arch, 'size': a.size, 'bs': a.bs, 'epochs': a.epochs, 'cores': cpus(),
             'channels_last': a.channels_last})
