@@ -89,7 +89,7 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     # Vocabularies come from all of train.csv, so a value seen only in validation still has a class.
     vocabs = [comp.vocab() if c == comp.layout.label_col else sorted(df[c].astype(str).unique()) for c in cols]
     x_block, itfms = ImageBlock, item_tfms(resize)
-    where = decode_cache_dir(cache_bytes(resize, len(df))) if cache and cached(resize, len(df)) else None
+    where, why = cache_plan(resize, len(df), cache)
     if where is not None:
         from fastai.vision.all import IntToFloatTensor, TransformBlock
         from .cache import CachedImage
@@ -105,7 +105,9 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     kw = {'device': device} if device is not None else {}
     # Pinned host memory lets batches copy to the GPU asynchronously; fastai picks CUDA when there is one.
     pin = str(device).startswith('cuda') if device is not None else torch.cuda.is_available()
-    return dblock.dataloaders(df, bs=bs, num_workers=num_workers(workers), seed=seed, pin_memory=pin, **kw)
+    dls = dblock.dataloaders(df, bs=bs, num_workers=num_workers(workers), seed=seed, pin_memory=pin, **kw)
+    dls.decode_cache = why  # what `comp train` says and records about the cache
+    return dls
 
 
 def cache_budget():
@@ -121,9 +123,15 @@ def cache_bytes(resize, n):
     return n * 3 * h * w
 
 
-def cached(resize, n):
-    """Whether the decode-once cache applies: n uint8 images at the item resize within the budget."""
-    return cache_bytes(resize, n) <= cache_budget()
+def cache_plan(resize, n, wanted=True):
+    """(folder, why): where the decode-once cache of n images goes, or (None, why it is off)."""
+    if not wanted: return None, 'off (--no-cache)'
+    nbytes, budget = cache_bytes(resize, n), cache_budget()
+    gb = lambda b: f'{b / 1024 ** 3:.1f} GB' if b >= 1024 ** 3 else f'{b / 1024 ** 2:.1f} MB'
+    if nbytes > budget: return None, f'off: {gb(nbytes)} of images is over the {gb(budget)} budget (set COMP_CACHE_GB)'
+    d = decode_cache_dir(nbytes)
+    if d is None: return None, f'off: no room for {gb(nbytes)} in COMP_CACHE_DIR, /dev/shm or the temp folder'
+    return d, f'{gb(nbytes)} in {d}'
 
 
 def decode_cache_dir(nbytes):

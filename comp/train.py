@@ -129,6 +129,7 @@ def training_learner(c, comp, run, workdir):
 def _train(c, comp, run, workdir, resuming, quiet):
     from fastai.vision.all import minimum, slide, steep, valley
     learn, precision = training_learner(c, comp, run, workdir)
+    if not quiet: print(f'decode-once cache: {learn.dls.decode_cache}', flush=True)
     from .callbacks import RunLog
     from .predict import error
     log = RunLog(run, quiet=quiet or sys.stdout.isatty())
@@ -157,7 +158,8 @@ def _train(c, comp, run, workdir, resuming, quiet):
     _plots(learn, run, valid, vocab)
     secs = time.time() - t0
     n_train = len(learn.dls.train_ds)
-    return {'valid_error': err, 'precision': precision, 'lr': lr, 'seconds': round(secs, 1),
+    return {'valid_error': err, 'precision': precision, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
+            'seconds': round(secs, 1),
             'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),
             'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device)}
 

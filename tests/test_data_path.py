@@ -61,11 +61,17 @@ def test_the_cache_goes_where_there_is_room_or_is_left_off(tiny_sample, tmp_path
     monkeypatch.setenv('COMP_CACHE_DIR', str(tmp_path / 'cache'))
     dls = data.dataloaders(comp, valid, **kw)
     assert Path(cache_tfm(dls).file).parent == tmp_path / 'cache'
+    assert dls.decode_cache.endswith(f'in {tmp_path / "cache"}')
     assert data.decode_cache_dir(shutil.disk_usage(tmp_path).free * 2) is None
+    # over the budget: off, and it says which setting to change
+    monkeypatch.setenv('COMP_CACHE_GB', '0.0001')
+    dls = data.dataloaders(comp, valid, **kw)
+    assert cache_tfm(dls) is None and 'over the' in dls.decode_cache and 'COMP_CACHE_GB' in dls.decode_cache
+    monkeypatch.delenv('COMP_CACHE_GB')
     # a folder that cannot hold the cache: the plain pipeline, which still delivers batches
     monkeypatch.setenv('COMP_CACHE_DIR', str(tmp_path / 'missing'))
     dls = data.dataloaders(comp, valid, **kw)
-    assert cache_tfm(dls) is None
+    assert cache_tfm(dls) is None and dls.decode_cache.startswith('off: no room')
     xb, yb = dls.one_batch()
     assert xb.shape == (8, 3, 48, 48)
 
@@ -93,7 +99,10 @@ def test_train_uses_a_big_enough_resized_copy_and_says_so(workspace):
     r = comp_cli('train', '--arch', 'test_convnext', '--epochs', '1', '--workers', '0', cwd=workspace)
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'using pre-resized images from' in r.stdout and 'resized/160' in r.stdout
+    assert 'decode-once cache: ' in r.stdout
     run = workspace / r.stdout.split('run: ')[1].split()[0]
+    said = r.stdout.split('decode-once cache: ')[1].splitlines()[0]
+    assert json.loads((run / 'result.json').read_text())['decode_cache'] == said
     cfg = json.loads((run / 'config.json').read_text())
     assert cfg['images'].endswith('resized/160')
     r = comp_cli('predict', run.name, cwd=workspace)
