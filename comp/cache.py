@@ -32,7 +32,7 @@ class CachedImage(Transform):
         # A separate flag file: set only after the pixels are written, so a reader never sees half an image.
         self.flag_file = self.file + '.done'
         self.done = np.memmap(self.flag_file, np.uint8, 'w+', shape=(max(1, self.shape[0]),))
-        self.decodes_count, self._owner, self.split = 0, os.getpid(), None
+        self.decodes_count, self._owner, self.split, self._fixed = 0, os.getpid(), None, {}
 
     def __call__(self, x, split_idx=None, **kwargs):
         self.split = split_idx  # 1 while fastai builds validation items: crops and pads are centred there
@@ -43,14 +43,23 @@ class CachedImage(Transform):
         self.resize.pcts = pcts
         return Transform.__call__(self.resize, img)
 
+    def fixed(self, size):
+        """Whether every placement of an image of `size` (w, h) gives the same pixels: the extreme placements
+        of a probe whose every pixel differs from its neighbours are compared, once per size."""
+        if size not in self._fixed:
+            w, h = size
+            y, x = np.mgrid[:h, :w]
+            probe = PILImage.create(np.stack([x % 256, y % 256, x // 256 + 16 * (y // 256)], -1).astype(np.uint8))
+            lo, hi = self.placed(probe, (0.0, 0.0)), self.placed(probe, (1 - 1e-9, 1 - 1e-9))
+            self._fixed[size] = lo.tobytes() == hi.tobytes()
+        return self._fixed[size]
+
     def load(self, path, pcts):
-        """Decode and resize `path`; also whether every placement gives these pixels."""
+        """Decode and resize `path` with fastai's placement `pcts`; also whether every placement gives these pixels."""
         self.decodes_count += 1
         img = PILImage.create(path)
         if self.resize.method == ResizeMethod.Squish: return self.to_tensor(self.resize(img)), True
-        lo, hi = self.placed(img, (0.0, 0.0)), self.placed(img, (1 - 1e-9, 1 - 1e-9))
-        fixed = lo.tobytes() == hi.tobytes()
-        return self.to_tensor(lo if fixed else self.placed(img, pcts)), fixed
+        return self.to_tensor(self.placed(img, pcts)), self.fixed(img.size)
 
     def encodes(self, path: (str, Path)):
         training = self.split != 1
