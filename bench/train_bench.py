@@ -113,7 +113,7 @@ def main():
     import torch
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     from fastai.vision.all import ImageDataLoaders, Resize, aug_transforms, set_seed, vision_learner
-    from comp import competition, resize, train, zoo
+    from comp import competition, data, resize, train, zoo
     from comp.machine import cpus
     comp = competition.load(src)
     say('competition loaded')
@@ -163,12 +163,14 @@ def main():
                 rows.append({'precision': p, 'input': what, 'workers': workers,
                              **{f'epoch{i + 1}': r for i, r in enumerate(rates)}, 'gpu_mem_gib': mem})
                 say(rows[-1])
+                data.release_cache(learn.dls)
                 del learn
                 if torch.cuda.is_available(): torch.cuda.empty_cache()
     for p in a.precision:
         bound = [r for r in rows if r['precision'] == p and r['input'].startswith('random')]
         if not bound: continue
-        later = lambda r: sum(r[f'epoch{i}'] for i in range(2, a.epochs + 1)) / max(1, a.epochs - 1)
+        first = 2 if a.epochs > 1 else 1  # from epoch 2 on, when the cache is full
+        later = lambda r: sum(r[f'epoch{i}'] for i in range(first, a.epochs + 1)) / (a.epochs + 1 - first)
         for r in rows:
             if r['precision'] == p: r['of_bound_from_epoch2'] = round(later(r) / later(bound[0]), 3)
     name = (f"train_{'gpu' if torch.cuda.is_available() else 'cpu'}-{cpus()}cores-{'-'.join(a.precision)}"

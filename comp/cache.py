@@ -7,6 +7,7 @@ stays on the batch (on the GPU when there is one). Imports fastai: load it only 
 fastai's crop and pad resizes place the image at random in training. Where the image already has the
 target's aspect ratio (Paddy's portrait photos for the pad and crop recipes) every placement gives the same
 pixels, so those images are cached too; the others are resized anew in training from fastai's own draw."""
+import atexit
 import os
 import tempfile
 from pathlib import Path
@@ -16,6 +17,28 @@ import torch
 from fastai.vision.all import PILImage, ResizeMethod, TensorImage, ToTensor, Transform
 
 ANY_SPLIT, VALID_ONLY = 1, 2   # what a cached slot may serve: every split, or validation's centred placement
+PREFIX = 'comp-cache-'         # then the owner's pid: comp-cache-<pid>-<random>.u8
+
+
+def _remove(*files):
+    for f in files:
+        try: os.unlink(f)
+        except OSError: pass
+
+
+def _alive(pid):
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+
+def sweep(folder):
+    """Remove the caches of processes that are gone: a killed run cannot remove its own, and in /dev/shm
+    a left-over cache holds memory until the machine restarts."""
+    for f in Path(folder).glob(PREFIX + '*'):
+        pid = f.name[len(PREFIX):].split('-')[0]
+        if pid.isdigit() and not _alive(int(pid)): _remove(f)
 
 
 class CachedImage(Transform):
@@ -26,13 +49,30 @@ class CachedImage(Transform):
         self.index = {str(p): i for i, p in enumerate(paths)}
         w, h = resize.size  # fastai's Resize keeps its size as (width, height)
         self.shape = (len(self.index), 3, int(h), int(w))
-        fd, self.file = tempfile.mkstemp(prefix='comp-cache-', suffix='.u8', dir=cache_dir or tempfile.gettempdir())
+        folder = cache_dir or tempfile.gettempdir()
+        sweep(folder)
+        fd, self.file = tempfile.mkstemp(prefix=f'{PREFIX}{os.getpid()}-', suffix='.u8', dir=folder)
         os.close(fd)
-        self.pixels = np.memmap(self.file, np.uint8, 'w+', shape=self.shape)
         # A separate flag file: set only after the pixels are written, so a reader never sees half an image.
         self.flag_file = self.file + '.done'
+        # fastai's learners hold reference cycles, which Python may never finalize at exit: remove the files then.
+        atexit.register(_remove, self.file, self.flag_file)
+        self.pixels = np.memmap(self.file, np.uint8, 'w+', shape=self.shape)
         self.done = np.memmap(self.flag_file, np.uint8, 'w+', shape=(max(1, self.shape[0]),))
         self.decodes_count, self._owner, self.split, self._fixed = 0, os.getpid(), None, {}
+
+    def __getstate__(self):
+        # Workers started by spawn or forkserver (Python 3.14's default on Linux) get the state pickled:
+        # they must map the same files, not receive a private copy of every pixel.
+        state = self.__dict__.copy()
+        state['pixels'] = state['done'] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.index and os.path.exists(self.file):
+            self.pixels = np.memmap(self.file, np.uint8, 'r+', shape=self.shape)
+            self.done = np.memmap(self.flag_file, np.uint8, 'r+', shape=(max(1, self.shape[0]),))
 
     def __call__(self, x, split_idx=None, **kwargs):
         self.split = split_idx  # 1 while fastai builds validation items: crops and pads are centred there
@@ -76,9 +116,12 @@ class CachedImage(Transform):
             self.done[i] = ANY_SPLIT if fixed else VALID_ONLY
         return t
 
+    def close(self):
+        """Give the memory back now: later reads decode again. fastai's learners hold reference cycles, so
+        without this a finished run's cache would stay in /dev/shm until the garbage collector found it."""
+        self.index, self.pixels, self.done = {}, None, None
+        if os.getpid() == self._owner: _remove(self.file, self.flag_file)
+
     def __del__(self):
         # Worker processes share the files; only the process that made them removes them.
-        if os.getpid() != getattr(self, '_owner', None): return
-        for f in (self.file, self.flag_file):
-            try: os.unlink(f)
-            except OSError: pass
+        if os.getpid() == getattr(self, '_owner', None): _remove(self.file, self.flag_file)

@@ -110,6 +110,13 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     return dls
 
 
+def release_cache(dls):
+    """Free the decode-once cache of `dls`, if it has one."""
+    for tl in getattr(getattr(dls.train, 'dataset', None), 'tls', []):
+        for t in tl.tfms.fs:
+            if type(t).__name__ == 'CachedImage': t.close()
+
+
 def cache_budget():
     """Bytes of decoded images comp may hold (training cache, TTA): `COMP_CACHE_GB`, else a quarter of memory."""
     if 'COMP_CACHE_GB' in os.environ: return float(os.environ['COMP_CACHE_GB']) * 1024 ** 3

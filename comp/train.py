@@ -127,8 +127,13 @@ def training_learner(c, comp, run, workdir):
 
 
 def _train(c, comp, run, workdir, resuming, quiet):
-    from fastai.vision.all import minimum, slide, steep, valley
     learn, precision = training_learner(c, comp, run, workdir)
+    try: return _fit_and_record(learn, precision, c, comp, run, resuming, quiet)
+    finally: data.release_cache(learn.dls)   # the next run in this process gets the memory
+
+
+def _fit_and_record(learn, precision, c, comp, run, resuming, quiet):
+    from fastai.vision.all import minimum, slide, steep, valley
     if not quiet: print(f'decode-once cache: {learn.dls.decode_cache}', flush=True)
     from .callbacks import RunLog
     from .predict import error

@@ -1,5 +1,6 @@
 """Issue 5's data path: pre-resized copies and the decode-once cache, checked against fastai's own pipeline."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -116,3 +117,49 @@ def test_workers_follow_the_cores_this_process_may_use():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ['1', '1']
     assert data.num_workers(3) == 3
+
+
+def test_a_finished_run_gives_its_cache_back(workspace, tmp_path, monkeypatch):
+    # A notebook trains several archs in one process; fastai's reference cycles would keep each run's cache
+    # in /dev/shm (memory) until the garbage collector happened to run.
+    from comp import train
+    (tmp_path / 'cache').mkdir()
+    monkeypatch.setenv('COMP_CACHE_DIR', str(tmp_path / 'cache'))
+    run = train.train(train.TrainConfig(arch='test_convnext', epochs=1, workers=0), quiet=True)
+    assert json.loads((run / 'result.json').read_text())['decode_cache'].endswith(str(tmp_path / 'cache'))
+    assert list((tmp_path / 'cache').iterdir()) == []
+
+
+def test_caches_of_ended_processes_are_removed(tiny_sample, tmp_path):
+    cache = tmp_path / 'cache'
+    cache.mkdir()
+    gone = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (cache / f'comp-cache-{gone}-killed.u8').write_bytes(b'x')      # a run killed before it could clean up
+    (cache / f'comp-cache-{os.getpid()}-mine.u8').write_bytes(b'x')  # a live process's cache
+    code = ('import sys; from comp import competition, data; comp = competition.load(sys.argv[1]); '
+            'dls = data.dataloaders(comp, data.valid_ids(comp, sys.argv[2]), (48, 48), ("squish", (64, 48)), bs=8, workers=0); '
+            'dls.one_batch(); t = [t for t in dls.train.dataset.tls[0].tfms.fs if type(t).__name__ == "CachedImage"][0]; '
+            'print(t.file)')  # exits without releasing the cache, the learner's cycles still holding it
+    r = subprocess.run([sys.executable, '-c', code, str(tiny_sample), str(tmp_path)], capture_output=True, text=True,
+                       env={**os.environ, 'COMP_CACHE_DIR': str(cache)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    made = Path(r.stdout.strip().splitlines()[-1])
+    assert made.parent == cache and not made.exists()
+    assert sorted(f.name for f in cache.iterdir()) == [f'comp-cache-{os.getpid()}-mine.u8']
+
+
+def test_a_pickled_cache_maps_the_same_files(tiny_sample, tmp_path):
+    # spawn and forkserver workers receive the transform pickled: they must share the pixels, not copy them
+    import pickle
+    comp = competition.load(tiny_sample)
+    dls = data.dataloaders(comp, data.valid_ids(comp, tmp_path), (48, 48), ('squish', (64, 48)), bs=8, workers=0)
+    tfm = cache_tfm(dls)
+    a, b = list(tfm.index)[:2]
+    ta = tfm(a, split_idx=0)
+    twin = pickle.loads(pickle.dumps(tfm))
+    n = twin.decodes_count
+    assert torch.equal(twin(a, split_idx=0), ta) and twin.decodes_count == n   # read from the shared file
+    tb = twin(b, split_idx=0)                                                   # written by the twin ...
+    n = tfm.decodes_count
+    assert torch.equal(tfm(b, split_idx=0), tb) and tfm.decodes_count == n      # ... and seen by the original
