@@ -110,11 +110,18 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     return dls
 
 
+def cache_of(dataset):
+    """The decode-once cache (comp.cache.CachedImage) among a fastai Datasets' transforms, or None."""
+    for tl in getattr(dataset, 'tls', []):
+        for t in tl.tfms.fs:
+            if type(t).__name__ == 'CachedImage': return t
+    return None
+
+
 def release_cache(dls):
     """Free the decode-once cache of `dls`, if it has one."""
-    for tl in getattr(getattr(dls.train, 'dataset', None), 'tls', []):
-        for t in tl.tfms.fs:
-            if type(t).__name__ == 'CachedImage': t.close()
+    cache = cache_of(getattr(dls.train, 'dataset', None))
+    if cache is not None: cache.close()
 
 
 def cache_budget():

@@ -7,7 +7,7 @@ and places padded images at random per pass, so crop and pad resizes use `Learne
 validation passes still read comp's decode-once cache for the images every placement leaves unchanged)."""
 import random
 
-from .data import cache_budget
+from .data import cache_budget, cache_of
 
 
 def tta(learn, dl, n=4, beta=0.25):
@@ -39,10 +39,8 @@ def _item_resize(dl):
     """The item-level Resize: in the DataLoader's after_item, or inside comp's decode-once cache."""
     for t in dl.after_item.fs:
         if type(t).__name__ == 'Resize': return t
-    for tl in getattr(dl.dataset, 'tls', []):
-        for t in tl.tfms.fs:
-            if getattr(t, 'resize', None) is not None: return t.resize
-    return None
+    cache = cache_of(dl.dataset)
+    return cache.resize if cache is not None else None
 
 
 def _deterministic_items(dl):
