@@ -188,7 +188,8 @@ def build_learner(c, comp, run, workdir, for_training=False):
     if pretrained and c.get('weights'): kw['pretrained_cfg_overlay'] = {'file': str(weights_file(c['arch'], c['weights']))}
     elif pretrained: _check_hub(c['arch'])
     try:
-        learn = vision_learner(dls, c['arch'], pretrained=pretrained, normalize=False, path=run, model_dir='.', **kw)
+        learn = vision_learner(dls, c['arch'], pretrained=pretrained, normalize=False, path=run, model_dir='.',
+                               opt_func=adamw, **kw)
     except (OSError, RuntimeError, ValueError) as e:
         if not pretrained: raise
         raise CompError(f'could not load pretrained weights for {c["arch"]} ({type(e).__name__}): {NO_WEIGHTS}') from e
@@ -197,6 +198,17 @@ def build_learner(c, comp, run, workdir, for_training=False):
         cfg = learn.model[0].model.pretrained_cfg
         dls.add_tfms([Normalize.from_stats(cfg['mean'], cfg['std'])], 'after_batch')
     return learn
+
+
+def adamw(params, **kw):
+    """fastai's Adam (betas 0.9/0.99, eps 1e-5, decoupled weight decay 0.01) as PyTorch's AdamW, in fastai's wrapper.
+
+    fastai's own Adam steps each parameter in Python, several small kernels apiece; on a GPU that loop, not the
+    model, set the pace (bench/README.md). PyTorch's AdamW steps all parameters in a few multi-tensor kernels.
+    Unlike fastai's, it also decays norm and bias weights."""
+    import torch
+    from fastai.optimizer import OptimWrapper
+    return OptimWrapper(params, opt=torch.optim.AdamW, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01, **kw)
 
 
 def no_bars(learn):

@@ -53,6 +53,28 @@ def test_schedules_fine_tune_adds_a_frozen_epoch(workspace):
     assert list(pd.read_csv(ft / 'metrics.csv')['epoch']) == [1, 2, 3]
 
 
+def test_fine_tune_keeps_the_body_frozen_then_trains_it_with_comps_optimizer(workspace, tmp_path):
+    comp = competition.find()
+    learn, _ = train.training_learner(resolve(tc(), comp), comp, tmp_path, tmp_path)
+    learn.create_opt()
+    assert isinstance(learn.opt.opt, torch.optim.AdamW)  # PyTorch's multi-tensor step, not fastai's per-parameter loop
+    convs = [m.weight for m in learn.model[0].modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    head = [p for p in learn.model[1].parameters()]
+    snaps = []
+
+    from fastai.vision.all import Callback
+    class Snap(Callback):
+        def after_fit(self): snaps.append([p.detach().clone() for p in convs + head])
+    learn.add_cb(Snap())
+    start = [p.detach().clone() for p in convs + head]
+    train.fit(train.no_bars(learn), 'fine_tune', 1, 1e-2)
+    frozen, unfrozen = snaps
+    n = len(convs)
+    assert all(torch.equal(a, b) for a, b in zip(start[:n], frozen[:n]))       # body untouched while frozen
+    assert any(not torch.equal(a, b) for a, b in zip(start[n:], frozen[n:]))   # the head trained
+    assert any(not torch.equal(a, b) for a, b in zip(frozen[:n], unfrozen[:n]))  # then the body trained
+
+
 def test_runs_validate_on_the_same_images(workspace):
     a = train.train(tc(), quiet=True)
     b = train.train(tc(arch='test_vit'), quiet=True)
