@@ -10,6 +10,6 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, timm, fastai; print('torch', torch.__version__, 'timm', timm.__version__, 'fastai', fastai.__version__)"
 # plain grep holds its output back until exit: a run killed at its limit would show nothing
 quiet() { grep --line-buffered -v -i -e warn -e deprecat; }
-(python3 bench/gpu_check.py && python3 bench/gpu_check.py --channels-last) 2>&1 | quiet | tee "$out/gpu_check.log"
+[ "${GPU_CHECK:-1}" = 0 ] || (python3 bench/gpu_check.py && python3 bench/gpu_check.py --channels-last) 2>&1 | quiet | tee "$out/gpu_check.log"
 BENCH_WATCHDOG=420 timeout 440 python3 bench/train_bench.py --scale full --cores 4 "$@" 2>&1 | quiet | tee "$out/train_bench.log"
 [ "$out" = bench/results ] || cp bench/results/*gpu*.json "$out/" 2>/dev/null

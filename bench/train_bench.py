@@ -1,6 +1,7 @@
 """End-to-end training throughput on a GPU: real fastai training (Learner.fit, mixed precision), four inputs.
 
 1. synthetic: comp's learner fed batches of random tensors already on the GPU (the upper bound);
+   synthetic-adam: the same with fastai's own Adam in place of comp's (PyTorch's multi-tensor AdamW);
 2. comp: the learner `comp train` builds (comp.train.training_learner) with a squish item resize, so
    each image is decoded once per run, read from a `comp resize` copy;
 3. recipe: the same with the zoo recipe's own item resize (convnext_small: pad 480x360, not cacheable);
@@ -99,10 +100,12 @@ def main():
     ap.add_argument('--bs', type=int, default=64)
     ap.add_argument('--epochs', type=int, default=3)
     ap.add_argument('--cores', type=int, default=4, help='CPU cores the whole process may use (0: all)')
-    ap.add_argument('--workers', type=int, default=None, help="DataLoader workers (default: comp's and fastai's own)")
+    ap.add_argument('--workers', type=int, nargs='+', default=[None],
+                    help="DataLoader workers, one run each (default: comp's and fastai's own)")
     ap.add_argument('--precision', nargs='+', default=['bf16', 'fp16'])
     ap.add_argument('--channels-last', action='store_true')
-    ap.add_argument('--inputs', nargs='+', default=['synthetic', 'comp', 'recipe', 'plain'])
+    ap.add_argument('--inputs', nargs='+', default=['synthetic', 'comp', 'recipe', 'plain'],
+                    choices=['synthetic', 'synthetic-adam', 'comp', 'recipe', 'plain'])
     a = ap.parse_args()
     if os.environ.get('BENCH_WATCHDOG'):  # print every thread's stack and exit if the run hangs
         import faulthandler
@@ -112,7 +115,7 @@ def main():
     if a.cores: os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:a.cores]))
     import torch
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    from fastai.vision.all import ImageDataLoaders, Resize, aug_transforms, set_seed, vision_learner
+    from fastai.vision.all import Adam, ImageDataLoaders, Resize, aug_transforms, set_seed, vision_learner
     from comp import competition, data, resize, train, zoo
     from comp.machine import cpus
     comp = competition.load(src)
@@ -120,10 +123,10 @@ def main():
     recipe = zoo.recipe(a.arch)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        def learner(precision, item_resize):
+        def learner(precision, item_resize, workers):
             cfg = train.TrainConfig(arch=a.arch, data=str(src), size=(a.size, a.size), resize=item_resize, bs=a.bs,
                                     epochs=a.epochs, schedule='one_cycle', pretrained=False, precision=precision,
-                                    channels_last=a.channels_last, workers=a.workers)
+                                    channels_last=a.channels_last, workers=workers)
             c = train.resolve(cfg, comp)
             c['images'] = train._images(comp, c, tmp, quiet=False)
             run_dir = os.path.join(tmp, 'run')
@@ -136,23 +139,26 @@ def main():
             if copy < 640: resize.resize(comp, copy, workdir=tmp)
         say('resized copies:', copies)
         for p in a.precision:
-            for inp in a.inputs:
-                say('start', p, inp)
+            # random tensors need no workers: one run each
+            for inp, nw in [(i, w) for i in a.inputs for w in (a.workers[:1] if i.startswith('synth') else a.workers)]:
+                say('start', p, inp, nw or '')
                 set_seed(42)
-                if inp in ('synthetic', 'comp'):
-                    learn = learner(p, ['squish', [a.item, a.item]])
-                    if inp == 'synthetic':
+                if inp in ('synthetic', 'synthetic-adam', 'comp'):
+                    learn = learner(p, ['squish', [a.item, a.item]], nw)
+                    if inp.startswith('synthetic'):
                         learn.dls = synthetic(learn, len(learn.dls.train), a.bs, a.size, len(learn.dls.vocab))
-                    what = ('random tensors on the GPU (upper bound)' if inp == 'synthetic'
-                            else f'comp: squish {a.item}, decode once')
+                    if inp == 'synthetic-adam': learn.opt_func = Adam
+                    what = {'synthetic': 'random tensors on the GPU (upper bound)',
+                            'synthetic-adam': "random tensors on the GPU, fastai's Adam",
+                            'comp': f'comp: squish {a.item}, decode once'}[inp]
                 elif inp == 'recipe':
-                    learn = learner(p, list(recipe.resize))
+                    learn = learner(p, list(recipe.resize), nw)
                     what = f'comp: recipe item resize {recipe.resize[0]} {"x".join(map(str, recipe.resize[1]))}'
                 else:
                     dls = ImageDataLoaders.from_folder(src, train='train_images', valid_pct=0.2, seed=42, bs=a.bs,
                                                        item_tfms=Resize(480, method='squish'),
                                                        batch_tfms=aug_transforms(size=a.size, min_scale=0.75),
-                                                       **({'num_workers': a.workers} if a.workers else {}))
+                                                       **({'num_workers': nw} if nw is not None else {}))
                     learn = vision_learner(dls, a.arch, pretrained=False)
                     if p == 'bf16': learn.to_bf16()
                     elif p == 'fp16': learn.to_fp16()
@@ -167,7 +173,7 @@ def main():
                 del learn
                 if torch.cuda.is_available(): torch.cuda.empty_cache()
     for p in a.precision:
-        bound = [r for r in rows if r['precision'] == p and r['input'].startswith('random')]
+        bound = [r for r in rows if r['precision'] == p and r['input'] == 'random tensors on the GPU (upper bound)']
         if not bound: continue
         first = 2 if a.epochs > 1 else 1  # from epoch 2 on, when the cache is full
         later = lambda r: sum(r[f'epoch{i}'] for i in range(first, a.epochs + 1)) / (a.epochs + 1 - first)
