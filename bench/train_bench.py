@@ -2,6 +2,7 @@
 
 1. synthetic: comp's learner fed batches of random tensors already on the GPU (the upper bound);
    synthetic-adam: the same with fastai's own Adam in place of comp's (PyTorch's multi-tensor AdamW);
+   synthetic-aug: uint8 random tensors at the item size on the GPU, through fastai's batch augmentation;
 2. comp: the learner `comp train` builds (comp.train.training_learner) with a squish item resize, so
    each image is decoded once per run, read from a `comp resize` copy;
 3. recipe: the same with the zoo recipe's own item resize (convnext_small: pad 480x360, not cacheable);
@@ -54,10 +55,14 @@ def timer_cb():
     return EpochTimer()
 
 
-def synthetic(learn, n_batches, bs, size, c):
-    """DataLoaders of one random batch already on the model's device, served n_batches times an epoch."""
+def synthetic(learn, n_batches, bs, size, c, augment=None):
+    """DataLoaders of one random batch already on the model's device, served n_batches times an epoch.
+
+    With `augment` (an item size), the batch is uint8 at that size and goes through the learner's own batch
+    transforms (fastai's augmentation on the GPU) every time: the bound plus augmentation, without loading."""
     import torch
     from fastai.vision.all import DataLoaders, TensorCategory, TensorImage
+    tfms = learn.dls.train.after_batch
     dev = learn.dls.device  # where fastai puts the model at fit time; the model itself is still on the CPU here
 
     class Batches:
@@ -67,10 +72,13 @@ def synthetic(learn, n_batches, bs, size, c):
             self.n, self.bs = n, bs
             self.x = TensorImage(torch.rand(bs, 3, size, size, device=dev))
             self.y = TensorCategory(torch.randint(0, c, (bs,), device=dev))
+            if augment: self.x = TensorImage(torch.randint(0, 256, (bs, 3, augment, augment), dtype=torch.uint8, device=dev))
 
         def __len__(self): return self.n
 
-        def __iter__(self): return ((self.x, self.y) for _ in range(self.n))
+        def __iter__(self):
+            if augment: return (tfms((self.x, self.y)) for _ in range(self.n))
+            return ((self.x, self.y) for _ in range(self.n))
 
         def to(self, device): return self
     return DataLoaders(Batches(n_batches), Batches(1), device=dev)
@@ -105,7 +113,7 @@ def main():
     ap.add_argument('--precision', nargs='+', default=['bf16', 'fp16'])
     ap.add_argument('--channels-last', action='store_true')
     ap.add_argument('--inputs', nargs='+', default=['synthetic', 'comp', 'recipe', 'plain'],
-                    choices=['synthetic', 'synthetic-adam', 'comp', 'recipe', 'plain'])
+                    choices=['synthetic', 'synthetic-adam', 'synthetic-aug', 'comp', 'recipe', 'plain'])
     a = ap.parse_args()
     if os.environ.get('BENCH_WATCHDOG'):  # print every thread's stack and exit if the run hangs
         import faulthandler
@@ -143,13 +151,15 @@ def main():
             for inp, nw in [(i, w) for i in a.inputs for w in (a.workers[:1] if i.startswith('synth') else a.workers)]:
                 say('start', p, inp, nw or '')
                 set_seed(42)
-                if inp in ('synthetic', 'synthetic-adam', 'comp'):
+                if inp in ('synthetic', 'synthetic-adam', 'synthetic-aug', 'comp'):
                     learn = learner(p, ['squish', [a.item, a.item]], nw)
                     if inp.startswith('synthetic'):
-                        learn.dls = synthetic(learn, len(learn.dls.train), a.bs, a.size, len(learn.dls.vocab))
+                        learn.dls = synthetic(learn, len(learn.dls.train), a.bs, a.size, len(learn.dls.vocab),
+                                              augment=a.item if inp == 'synthetic-aug' else None)
                     if inp == 'synthetic-adam': learn.opt_func = Adam
                     what = {'synthetic': 'random tensors on the GPU (upper bound)',
                             'synthetic-adam': "random tensors on the GPU, fastai's Adam",
+                            'synthetic-aug': f"random uint8 {a.item} on the GPU + fastai's batch augmentation",
                             'comp': f'comp: squish {a.item}, decode once'}[inp]
                 elif inp == 'recipe':
                     learn = learner(p, list(recipe.resize), nw)
