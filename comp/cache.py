@@ -59,7 +59,7 @@ class CachedImage(Transform):
         atexit.register(_remove, self.file, self.flag_file)
         self.pixels = np.memmap(self.file, np.uint8, 'w+', shape=self.shape)
         self.done = np.memmap(self.flag_file, np.uint8, 'w+', shape=(max(1, self.shape[0]),))
-        self.decodes_count, self._owner, self.split, self._fixed = 0, os.getpid(), None, {}
+        self.decodes_count, self.reads_count, self._owner, self.split, self._fixed = 0, 0, os.getpid(), None, {}
 
     def __getstate__(self):
         # Workers started by spawn or forkserver (Python 3.14's default on Linux) get the state pickled:
@@ -102,6 +102,7 @@ class CachedImage(Transform):
         return self.to_tensor(self.placed(img, pcts)), self.fixed(img.size)
 
     def encodes(self, path: (str, Path)):
+        self.reads_count += 1  # in this process; with the decodes, what tests and benchmarks count
         training = self.split != 1
         # fastai's Resize draws its placement for every item in training; drawing it here too keeps the
         # random state, and so every later draw, exactly as in the uncached pipeline.

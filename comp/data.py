@@ -73,12 +73,21 @@ def num_workers(requested=None):
     return cpus() if requested is None else requested
 
 
+def test_items(comp):
+    """The test images in sample_submission's order: the id column and `path`, relative to the images' root."""
+    import pandas as pd
+    ids = comp.test_ids()
+    return pd.DataFrame({comp.layout.id_col: ids, 'path': [f'{comp.layout.test_dir}/{i}' for i in ids]})
+
+
 def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=None, seed=42, device=None,
-                root=None, cache=True):
+                root=None, cache=True, test=()):
     """DataLoaders from a fastai DataBlock: the images of train.csv, `valid` ids held out, one block per target.
 
     Images are read from `root` (a pre-resized copy) or the competition folder. With `cache`, and uint8
-    copies that fit the budget, each image is decoded once (see comp.cache for crops and pads)."""
+    copies that fit the budget, each image is decoded once (see comp.cache for crops and pads). `test`
+    (paths as in `test_items`) is for prediction: the cache then holds the test and validation images, which
+    are all prediction reads, so TTA passes and validation decode each image once too."""
     from fastai.vision.all import CategoryBlock, ColReader, ColSplitter, DataBlock, ImageBlock
     root = str(root or comp.path)
     df = comp.train_df()
@@ -89,11 +98,12 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     # Vocabularies come from all of train.csv, so a value seen only in validation still has a class.
     vocabs = [comp.vocab() if c == comp.layout.label_col else sorted(df[c].astype(str).unique()) for c in cols]
     x_block, itfms = ImageBlock, item_tfms(resize)
-    where, why = cache_plan(resize, len(df), cache)
+    where, why = cache_plan(resize, len(valid) + len(test) if len(test) else len(df), cache)
     if where is not None:
         from fastai.vision.all import IntToFloatTensor, TransformBlock
         from .cache import CachedImage
-        x_block = TransformBlock(type_tfms=CachedImage([f'{root}{os.sep}{p}' for p in df['path']], itfms, where),
+        paths = [f'{root}{os.sep}{p}' for p in [*df['path'], *test]]
+        x_block = TransformBlock(type_tfms=CachedImage(paths, itfms, where),
                                  batch_tfms=IntToFloatTensor)
         itfms = []
     dblock = DataBlock(blocks=(x_block, *[CategoryBlock(vocab=v) for v in vocabs]), n_inp=1,

@@ -22,10 +22,8 @@ def load_learner(run, workdir='.'):
 
 def test_dl(learn, comp):
     """A DataLoader over the test images in sample_submission's order, through the validation pipeline."""
-    import pandas as pd
-    ids = comp.test_ids()
-    items = pd.DataFrame({comp.layout.id_col: ids, 'path': [f'{comp.layout.test_dir}/{i}' for i in ids]})
-    return learn.dls.test_dl(items)
+    from .data import test_items
+    return learn.dls.test_dl(test_items(comp))
 
 
 def preds_paths(run, tta=0):

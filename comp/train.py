@@ -170,12 +170,15 @@ def _fit_and_record(learn, precision, c, comp, run, resuming, quiet):
 
 
 def build_learner(c, comp, run, workdir, for_training=False):
-    """DataLoaders and a fastai learner for a resolved config; weights are loaded only when training."""
+    """DataLoaders and a fastai learner for a resolved config; weights are loaded only when training.
+
+    A learner not for training predicts: its decode-once cache holds the test and validation images."""
     from fastai.vision.all import Normalize, vision_learner
     valid = data.valid_ids(comp, workdir, c['seed'], c['valid_pct'], c['folds'], c['fold'])
     targets = TARGETS[c['target']]
+    test = () if for_training else list(data.test_items(comp)['path'])
     dls = data.dataloaders(comp, valid, c['size'], c['resize'], c['bs'], targets, c['workers'], c['seed'],
-                           root=c.get('images'), cache=c.get('cache', True))
+                           root=c.get('images'), cache=c.get('cache', True), test=test)
     kw = {}
     if len(targets) > 1:
         from .callbacks import MultiTargetLoss, multi_target_metrics

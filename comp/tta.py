@@ -3,8 +3,10 @@
 fastai's TTA runs n augmented passes plus one plain pass over the DataLoader, decoding every JPEG n+1
 times. Here the item-level output (decoded and resized, uint8) is collected once and the batch-level
 augmentations, where all of TTA's randomness lives for squish resizes, run n times over it. fastai crops
-and places padded images at random per pass, so crop and pad resizes use `Learner.tta` itself (whose
-validation passes still read comp's decode-once cache for the images every placement leaves unchanged)."""
+and places padded images at random per pass; but a photo that already has the item's aspect ratio gets the
+same pixels from every placement, and comp's decode-once cache (which in a predicting learner holds the test
+and validation images) records which images those are. When every image is one, crop and pad resizes are
+replayed from one decode as squish is; otherwise `Learner.tta` runs, reading the others from the cache."""
 import random
 
 from .data import cache_budget, cache_of
@@ -15,8 +17,9 @@ def tta(learn, dl, n=4, beta=0.25):
     import torch
     from fastcore.basics import noop
     if n < 1: raise ValueError('n must be at least 1')
-    if not _deterministic_items(dl) or len(dl.dataset) * 3 * _item_pixels(dl) > cache_budget():
-        # Random item-level resizes, or too large to hold: fastai's own TTA, which decodes every pass.
+    squish = _deterministic_items(dl)
+    if (not squish and cache_of(dl.dataset) is None) or len(dl.dataset) * 3 * _item_pixels(dl) > cache_budget():
+        # Random item-level resizes without comp's cache, or too large to hold: fastai's own TTA.
         return learn.tta(dl=dl, n=n, beta=beta)[0]
     # Decoding must not move the random generators that the augmentations draw from.
     py_state, torch_state = random.getstate(), torch.get_rng_state()
@@ -24,15 +27,35 @@ def tta(learn, dl, n=4, beta=0.25):
         raw = [_cpu(b) for b in dl.new(shuffle=False, drop_last=False, after_batch=noop)]
     random.setstate(py_state)
     torch.set_rng_state(torch_state)
+    if not squish and not _placement_free(dl):
+        # Some image (a landscape photo for a portrait item) is placed anew by every pass: fastai's own TTA,
+        # whose passes read the others from the cache.
+        return learn.tta(dl=dl, n=n, beta=beta)[0]
     act = getattr(learn.loss_func, 'activation', lambda o: o.softmax(-1))
+    # fastai's crop and pad Resize draws two placement fractions per item in a training pass, in this
+    # process when there are no workers; the batch augmentations draw from the same generator after them.
+    draws = 0 if squish or dl.fake_l.num_workers else 2
     aug = []
     for _ in range(n):
         # fastai's get_preds makes a new DataLoader and iterates a torch one each pass; drawing the same
         # random numbers keeps the augmentations identical to fastai's for the same seed.
         random.randint(0, 2 ** 32 - 1)
         torch.empty((), dtype=torch.int64).random_()
-        aug.append(_pass(learn, dl, raw, act, split_idx=0))
+        aug.append(_pass(learn, dl, raw, act, split_idx=0, draws=draws))
     return torch.lerp(torch.stack(aug).mean(0), _pass(learn, dl, raw, act, split_idx=1), beta)
+
+
+def _placement_free(dl):
+    """Whether the cache found, for every image of `dl`, that no crop or pad placement changes its pixels: then
+    every TTA pass gets the pixels the plain pass got, and the passes can be replayed from one decode."""
+    from fastai.data.transforms import ColReader
+    from .cache import ANY_SPLIT
+    cache, items = cache_of(dl.dataset), dl.dataset.items
+    # the ColReader that gives each row's path, as the cache indexes it
+    key = next((t for t in dl.dataset.tls[0].tfms.fs if isinstance(t, ColReader)), None)
+    if cache is None or key is None or not hasattr(items, 'iloc'): return False
+    slots = [cache.index.get(str(key(items.iloc[i]))) for i in range(len(items))]
+    return all(i is not None and cache.done[i] == ANY_SPLIT for i in slots)
 
 
 def _item_resize(dl):
@@ -57,7 +80,7 @@ def _cpu(b):
     return tuple(t.cpu() if hasattr(t, 'cpu') else t for t in b)
 
 
-def _pass(learn, dl, raw, act, split_idx):
+def _pass(learn, dl, raw, act, split_idx, draws=0):
     import torch
     from fastai.torch_core import to_device
     pipe = dl.after_batch
@@ -68,6 +91,7 @@ def _pass(learn, dl, raw, act, split_idx):
     try:
         with torch.no_grad():
             for b in raw:
+                for _ in range(draws * len(b[0])): random.random()
                 xb = pipe(to_device(b, dl.device))[0]
                 with torch.autocast(xb.device.type, dtype=dtype, enabled=dtype is not None):
                     out.append(act(model(xb)).float().cpu())
