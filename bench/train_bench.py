@@ -3,6 +3,8 @@
 1. synthetic: comp's learner fed batches of random tensors already on the GPU (the upper bound);
    synthetic-adam: the same with fastai's own Adam in place of comp's (PyTorch's multi-tensor AdamW);
    synthetic-aug: uint8 random tensors at the item size on the GPU, through fastai's batch augmentation;
+   X-ahead (synthetic, synthetic-aug, comp): X with the smoothed loss kept on the GPU and non-blocking
+   copies, so the CPU can run ahead (run_ahead);
 2. comp: the learner `comp train` builds (comp.train.training_learner) with a squish item resize, so
    each image is decoded once per run, read from a `comp resize` copy;
 3. recipe: the same with the zoo recipe's own item resize (convnext_small: pad 480x360, not cacheable);
@@ -84,7 +86,28 @@ def synthetic(learn, n_batches, bs, size, c, augment=None):
     return DataLoaders(Batches(n_batches), Batches(1), device=dev)
 
 
-def run(learn, epochs):
+def run_ahead(learn):
+    """Let the CPU run ahead of the GPU, for the `-ahead` inputs: fastai reads its smoothed loss back to the CPU
+    after every batch and copies each batch to the GPU blocking, so the CPU work of the next batch (its
+    augmentation's Python, kernel launches) cannot overlap the GPU's work on this one. Here the smoothed loss
+    stays on the GPU and batches copy from pinned memory without blocking. Returns an undo."""
+    import functools
+    import torch
+    import fastai.data.load as load
+    from fastai.learner import AvgSmoothLoss
+
+    class DeviceSmoothLoss(AvgSmoothLoss):
+        def accumulate(self, learn):
+            self.count += 1
+            loss = learn.loss.mean().detach().float()
+            self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
+    learn.recorder.smooth_loss = DeviceSmoothLoss(beta=learn.recorder.smooth_loss.beta)
+    blocking = load.to_device
+    load.to_device = functools.partial(blocking, non_blocking=True)
+    return lambda: setattr(load, 'to_device', blocking)
+
+
+def run(learn, epochs, ahead=False):
     """Train `learn` for `epochs` one-cycle epochs; images/s of each epoch's training and peak GPU memory."""
     import torch
     from comp.train import no_bars
@@ -95,7 +118,9 @@ def run(learn, epochs):
         raise SystemExit(f'the model is on {learn.dls.device}, not the GPU')
     t = timer_cb()
     if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
-    learn.fit_one_cycle(epochs, 1e-4, cbs=[t])
+    undo = run_ahead(learn) if ahead else (lambda: None)
+    try: learn.fit_one_cycle(epochs, 1e-4, cbs=[t])
+    finally: undo()
     mem = round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if torch.cuda.is_available() else None
     return t.rates, mem
 
@@ -113,7 +138,8 @@ def main():
     ap.add_argument('--precision', nargs='+', default=['bf16', 'fp16'])
     ap.add_argument('--channels-last', action='store_true')
     ap.add_argument('--inputs', nargs='+', default=['synthetic', 'comp', 'recipe', 'plain'],
-                    choices=['synthetic', 'synthetic-adam', 'synthetic-aug', 'comp', 'recipe', 'plain'])
+                    choices=['synthetic', 'synthetic-adam', 'synthetic-aug', 'comp', 'recipe', 'plain',
+                             'synthetic-ahead', 'synthetic-aug-ahead', 'comp-ahead'])
     a = ap.parse_args()
     if os.environ.get('BENCH_WATCHDOG'):  # print every thread's stack and exit if the run hangs
         import faulthandler
@@ -148,8 +174,9 @@ def main():
         say('resized copies:', copies)
         for p in a.precision:
             # random tensors need no workers: one run each
-            for inp, nw in [(i, w) for i in a.inputs for w in (a.workers[:1] if i.startswith('synth') else a.workers)]:
-                say('start', p, inp, nw or '')
+            for full, nw in [(i, w) for i in a.inputs for w in (a.workers[:1] if i.startswith('synth') else a.workers)]:
+                say('start', p, full, nw or '')
+                inp, ahead = full.removesuffix('-ahead'), full.endswith('-ahead')
                 set_seed(42)
                 if inp in ('synthetic', 'synthetic-adam', 'synthetic-aug', 'comp'):
                     learn = learner(p, ['squish', [a.item, a.item]], nw)
@@ -175,7 +202,8 @@ def main():
                     if a.channels_last: learn.model = learn.model.to(memory_format=torch.channels_last)
                     what = 'plain fastai: from_folder, squish 480, originals'
                 workers = getattr(getattr(learn.dls.train, 'fake_l', None), 'num_workers', 0)
-                rates, mem = run(learn, a.epochs)
+                what += ', CPU runs ahead' if ahead else ''
+                rates, mem = run(learn, a.epochs, ahead)
                 rows.append({'precision': p, 'input': what, 'workers': workers,
                              **{f'epoch{i + 1}': r for i, r in enumerate(rates)}, 'gpu_mem_gib': mem})
                 say(rows[-1])
