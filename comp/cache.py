@@ -117,6 +117,11 @@ class CachedImage(Transform):
             self.done[i] = ANY_SPLIT if fixed else VALID_ONLY
         return t
 
+    def all_fixed(self, paths):
+        """Whether every one of `paths` is cached for every split: read, and no placement changes its pixels."""
+        slots = (self.index.get(str(p)) for p in paths)
+        return all(i is not None and self.done[i] == ANY_SPLIT for i in slots)
+
     def close(self):
         """Give the memory back now: later reads decode again. fastai's learners hold reference cycles, so
         without this a finished run's cache would stay in /dev/shm until the garbage collector found it."""

@@ -9,7 +9,7 @@ and validation images) records which images those are. When every image is one, 
 replayed from one decode as squish is; otherwise `Learner.tta` runs, reading the others from the cache."""
 import random
 
-from .data import cache_budget, cache_of
+from .data import cache_budget, cache_bytes, cache_of
 
 
 def tta(learn, dl, n=4, beta=0.25):
@@ -18,7 +18,7 @@ def tta(learn, dl, n=4, beta=0.25):
     from fastcore.basics import noop
     if n < 1: raise ValueError('n must be at least 1')
     squish = _deterministic_items(dl)
-    if (not squish and cache_of(dl.dataset) is None) or len(dl.dataset) * 3 * _item_pixels(dl) > cache_budget():
+    if (not squish and cache_of(dl.dataset) is None) or _item_bytes(dl) > cache_budget():
         # Random item-level resizes without comp's cache, or too large to hold: fastai's own TTA.
         return learn.tta(dl=dl, n=n, beta=beta)[0]
     # Decoding must not move the random generators that the augmentations draw from.
@@ -49,13 +49,11 @@ def _placement_free(dl):
     """Whether the cache found, for every image of `dl`, that no crop or pad placement changes its pixels: then
     every TTA pass gets the pixels the plain pass got, and the passes can be replayed from one decode."""
     from fastai.data.transforms import ColReader
-    from .cache import ANY_SPLIT
     cache, items = cache_of(dl.dataset), dl.dataset.items
     # the ColReader that gives each row's path, as the cache indexes it
     key = next((t for t in dl.dataset.tls[0].tfms.fs if isinstance(t, ColReader)), None)
     if cache is None or key is None or not hasattr(items, 'iloc'): return False
-    slots = [cache.index.get(str(key(items.iloc[i]))) for i in range(len(items))]
-    return all(i is not None and cache.done[i] == ANY_SPLIT for i in slots)
+    return cache.all_fixed(key(items.iloc[i]) for i in range(len(items)))
 
 
 def _item_resize(dl):
@@ -71,9 +69,11 @@ def _deterministic_items(dl):
     return r is None or str(getattr(r, 'method', 'squish')) == 'squish'
 
 
-def _item_pixels(dl):
+def _item_bytes(dl):
+    """What holding every item of `dl` as uint8 takes (a full-size 480x640 photo where no resize is found)."""
     r = _item_resize(dl)
-    return int(r.size[0]) * int(r.size[1]) if r is not None else 640 * 480
+    w, h = (int(r.size[0]), int(r.size[1])) if r is not None else (480, 640)  # fastai keeps (width, height)
+    return cache_bytes((None, (h, w)), len(dl.dataset))
 
 
 def _cpu(b):

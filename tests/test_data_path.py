@@ -51,7 +51,7 @@ def test_cached_batches_equal_uncached(tiny_sample, tmp_path, method):
 
 
 def cache_tfm(dls):
-    return next((t for t in dls.train.dataset.tls[0].tfms.fs if type(t).__name__ == 'CachedImage'), None)
+    return data.cache_of(dls.train.dataset)
 
 
 def test_the_cache_goes_where_there_is_room_or_is_left_off(tiny_sample, tmp_path, monkeypatch):
@@ -137,10 +137,10 @@ def test_caches_of_ended_processes_are_removed(tiny_sample, tmp_path):
                           text=True, check=True).stdout.strip()
     (cache / f'comp-cache-{gone}-killed.u8').write_bytes(b'x')      # a run killed before it could clean up
     (cache / f'comp-cache-{os.getpid()}-mine.u8').write_bytes(b'x')  # a live process's cache
+    # exits without releasing the cache, the learner's cycles still holding it
     code = ('import sys; from comp import competition, data; comp = competition.load(sys.argv[1]); '
             'dls = data.dataloaders(comp, data.valid_ids(comp, sys.argv[2]), (48, 48), ("squish", (64, 48)), bs=8, workers=0); '
-            'dls.one_batch(); t = [t for t in dls.train.dataset.tls[0].tfms.fs if type(t).__name__ == "CachedImage"][0]; '
-            'print(t.file)')  # exits without releasing the cache, the learner's cycles still holding it
+            'dls.one_batch(); print(data.cache_of(dls.train.dataset).file)')
     r = subprocess.run([sys.executable, '-c', code, str(tiny_sample), str(tmp_path)], capture_output=True, text=True,
                        env={**os.environ, 'COMP_CACHE_DIR': str(cache)})
     assert r.returncode == 0, r.stderr[-2000:]
