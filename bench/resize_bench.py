@@ -17,7 +17,7 @@ def stages(files, size, tmp):
     from fastai.vision.all import resize_image
     new = None
     out = {k: 0.0 for k in ('open', 'decode_reduced', 'resize', 'encode', 'write', 'fastai_whole')}
-    for f in files:
+    for i, f in enumerate(files):
         t0 = time.perf_counter()
         im = Image.open(f)
         w, h = im.size
@@ -32,9 +32,10 @@ def stages(files, size, tmp):
         b = io.BytesIO()
         im.save(b, format='JPEG', quality=90)
         t4 = time.perf_counter()
-        Path(tmp, 'x.jpg').write_bytes(b.getvalue())
+        Path(tmp, f'{i}.jpg').write_bytes(b.getvalue())  # a new file, as in comp resize: no overwrite
         t5 = time.perf_counter()
-        resize_image(f, dest=Path(tmp, 'fastai1'), src=f.parent, max_size=size)
+        # fastai's resize_image wants `file` relative to `src`: given an absolute path, dest/file is the source itself
+        resize_image(Path(f.name), dest=Path(tmp, 'fastai1'), src=f.parent, max_size=size)
         t6 = time.perf_counter()
         for k, dt in zip(out, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)): out[k] += dt
     return {k: round(v / len(files) * 1000, 3) for k, v in out.items()}
