@@ -35,7 +35,7 @@ def _secrets_to_env():
     for env, names in {'KAGGLE_USERNAME': ('KAGGLE_USERNAME', 'kaggle_username'),
                        'KAGGLE_KEY': ('KAGGLE_KEY', 'kaggle_key'), 'KAGGLE_API_TOKEN': ('KAGGLE_API_TOKEN',)}.items():
         for n in names:
-            if env in os.environ: break
+            if os.environ.get(env): break  # set and not empty
             try: os.environ[env] = client.get_secret(n)
             except Exception: pass
 
@@ -51,7 +51,11 @@ def api():
         from kaggle.api.kaggle_api_extended import KaggleApi
         a = KaggleApi()
         try: a.authenticate()
-        except SystemExit: raise KaggleError(f'no Kaggle credentials found: {CREDS_HELP}') from None
+        except SystemExit:
+            if os.environ.get('KAGGLE_API_TOKEN'):
+                raise KaggleError('Kaggle did not accept the access token in KAGGLE_API_TOKEN (expired or mistyped): '
+                                  'create a new one at kaggle.com > Settings > API') from None
+            raise KaggleError(f'no Kaggle credentials found: {CREDS_HELP}') from None
     return a
 
 
@@ -85,11 +89,20 @@ def call(what, fn, *args, retries=4, **kwargs):
         delay *= 2
 
 
+def attached(name, workdir='.'):
+    """The competition's data as a Kaggle notebook attaches it, or None: `../input/NAME` from the working folder
+    (fastkaggle's rule; /kaggle/working is the notebook's), or under /kaggle/input, or its competitions/ folder."""
+    for root in (Path(workdir).resolve().parent / 'input', Path('/kaggle/input')):
+        for p in (root / name, root / 'competitions' / name):
+            if p.is_dir(): return p
+    return None
+
+
 def setup(name, path=None, workdir='.'):
     """The competition's data, validated and recorded for `workdir`: attached (Kaggle notebook) or downloaded once."""
-    attached = Path('/kaggle/input') / name
-    if in_kaggle_notebook() and attached.exists():
-        comp = competition.load(attached, name=name)
+    found = attached(name, workdir) if in_kaggle_notebook() and not path else None
+    if found:
+        comp = competition.load(found, name=name)
     else:
         dest = Path(path) if path else Path(workdir) / name
         if not (dest / competition.Layout().train_csv).exists():

@@ -17,8 +17,9 @@ import pandas as pd
 
 
 class FakeKaggle:
-    def __init__(self, users=None):
+    def __init__(self, users=None, tokens=None):
         self.users = users or {'alice': 'secret-key-123'}
+        self.tokens = tokens or {'KGAT_alice_token_456': 'alice'}  # access tokens (KAGGLE_API_TOKEN) -> user
         self.competitions = {}      # name -> {'zip': bytes, 'solution': DataFrame}
         self.uploads = {}           # token -> bytes
         self.submissions = []       # dicts
@@ -77,6 +78,7 @@ class FakeKaggle:
                 if auth.startswith('Basic '):
                     user, _, key = base64.b64decode(auth[6:]).decode().partition(':')
                     if fake.users.get(user) == key: return user
+                if auth.startswith('Bearer '): return fake.tokens.get(auth[7:])
                 return None
 
             def do_PUT(self):
@@ -106,6 +108,9 @@ class FakeKaggle:
                 fake.calls.append((method, user))
                 f = fake._failing(method)
                 if f: return self._send(f, {'code': f, 'message': f'injected {f}'})
+                if method == 'IntrospectToken':  # as OAuth's introspection (RFC 7662): unknown tokens are inactive
+                    owner = fake.tokens.get(req.get('token'))
+                    return self._send(200, {'active': owner is not None, 'username': owner or ''})
                 if user is None: return self._send(401, {'code': 401, 'message': 'Unauthenticated'})
                 handler = getattr(fake, f'h_{method}', None)
                 if handler is None: return self._send(404, {'code': 404, 'message': f'no method {method}'})

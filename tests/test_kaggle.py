@@ -123,6 +123,60 @@ def test_wrong_and_missing_credentials(kg, ready):
     assert_one_line_error(r, 'no Kaggle credentials', 'kaggle.json')
 
 
+NO_KEY = {'KAGGLE_USERNAME': '', 'KAGGLE_KEY': ''}
+
+
+def test_an_access_token_alone_authenticates_and_a_wrong_one_says_so(kg, ready):
+    fake, ws, env = kg
+    token = next(iter(fake.tokens))
+    r = comp_cli('submit', ready, '-m', 'by token', cwd=ws, env={**env, **NO_KEY, 'KAGGLE_API_TOKEN': token})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert ('CreateSubmission', 'alice') in fake.calls and fake.submissions[-1]['description'] == 'by token'
+    assert token not in r.stdout + r.stderr + ready.with_suffix('.json').read_text()
+    r = comp_cli('submit', ready, '-m', 'x', cwd=ws, env={**env, **NO_KEY, 'KAGGLE_API_TOKEN': 'KGAT_expired'})
+    assert_one_line_error(r, 'did not accept', 'KAGGLE_API_TOKEN')
+    assert len(fake.submissions) == 1
+
+
+KAGGLE_SECRETS = """import json, os
+class UserSecretsClient:  # Kaggle's notebook-only module, as it answers: the secret, or an error when unset
+    def get_secret(self, label):
+        secrets = json.loads(os.environ['TEST_NOTEBOOK_SECRETS'])
+        if label not in secrets: raise Exception(f'no secret named {label}')
+        return secrets[label]
+"""
+
+
+def test_in_a_kaggle_notebook_setup_uses_the_attached_data_and_submit_the_secrets(kg, served, tmp_path):
+    fake, _, env = kg
+    # A notebook's layout: the competition attached read-only under ../input, the notebook in ../working.
+    kaggle_dir = tmp_path / 'kaggle'
+    attached = kaggle_dir / 'input' / NAME
+    attached.parent.mkdir(parents=True)
+    (kaggle_dir / 'working').mkdir()
+    import shutil
+    shutil.copytree(served, attached, ignore=shutil.ignore_patterns('solution.csv'))
+    mods = tmp_path / 'mods'
+    mods.mkdir()
+    (mods / 'kaggle_secrets.py').write_text(KAGGLE_SECRETS)
+    nb = {**env, **NO_KEY, 'KAGGLE_KERNEL_RUN_TYPE': 'Interactive', 'PYTHONPATH': str(mods),
+          'TEST_NOTEBOOK_SECRETS': json.dumps({'kaggle_username': 'alice', 'kaggle_key': fake.users['alice']})}
+    ws = kaggle_dir / 'working'
+    r = comp_cli('setup', NAME, cwd=ws, env=nb)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert str(attached) in r.stdout and not fake.calls  # nothing downloaded
+    assert json.loads((ws / 'comp.json').read_text())['data'] == str(attached)
+    assert not (ws / NAME).exists()
+    good = ws / 'good.csv'
+    pd.read_csv(served / 'solution.csv', dtype=str).to_csv(good, index=False)
+    r = comp_cli('submit', good, '-m', 'from a notebook', cwd=ws, env=nb)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert ('CreateSubmission', 'alice') in fake.calls
+    # Outside a notebook the same folder layout is not looked at: setup downloads.
+    r = comp_cli('setup', NAME, cwd=ws, env=env)
+    assert r.returncode == 0 and fake.count('DownloadDataFiles') == 1 and (ws / NAME / 'train.csv').is_file()
+
+
 def test_transient_failures_are_retried(kg, ready):
     fake, ws, env = kg
     fake.fail('CreateSubmission', 503, times=2)
