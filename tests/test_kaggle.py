@@ -1,6 +1,7 @@
 """comp's Kaggle commands with the real `kaggle` client against a local server that speaks Kaggle's API."""
 import json
 import os
+import shutil
 import socket
 
 import pandas as pd
@@ -149,12 +150,11 @@ class UserSecretsClient:  # Kaggle's notebook-only module, as it answers: the se
 
 def test_in_a_kaggle_notebook_setup_uses_the_attached_data_and_submit_the_secrets(kg, served, tmp_path):
     fake, _, env = kg
-    # A notebook's layout: the competition attached read-only under ../input, the notebook in ../working.
+    # A notebook's layout: the competition attached under ../input, the notebook running in ../working.
     kaggle_dir = tmp_path / 'kaggle'
     attached = kaggle_dir / 'input' / NAME
     attached.parent.mkdir(parents=True)
     (kaggle_dir / 'working').mkdir()
-    import shutil
     shutil.copytree(served, attached, ignore=shutil.ignore_patterns('solution.csv'))
     mods = tmp_path / 'mods'
     mods.mkdir()
