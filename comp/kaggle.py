@@ -35,16 +35,17 @@ def _secrets_to_env():
     for env, names in {'KAGGLE_USERNAME': ('KAGGLE_USERNAME', 'kaggle_username'),
                        'KAGGLE_KEY': ('KAGGLE_KEY', 'kaggle_key'), 'KAGGLE_API_TOKEN': ('KAGGLE_API_TOKEN',)}.items():
         for n in names:
-            if os.environ.get(env): break  # set and not empty
-            try: os.environ[env] = client.get_secret(n)
-            except Exception: pass
+            if env in os.environ: break
+            try: value = client.get_secret(n)
+            except Exception: continue
+            if value: os.environ[env] = value  # an empty secret is no credential either
 
 
 def api():
     """An authenticated `KaggleApi`; a KaggleError saying where credentials go when there are none."""
-    _secrets_to_env()
     for k in ('KAGGLE_USERNAME', 'KAGGLE_KEY', 'KAGGLE_API_TOKEN'):
         if os.environ.get(k) == '': del os.environ[k]  # set but empty is not a credential
+    _secrets_to_env()
     quiet = io.StringIO()
     # `import kaggle` authenticates and prints a login help when it cannot: keep that off the user's screen.
     with redirect_stdout(quiet), redirect_stderr(quiet):
