@@ -9,6 +9,7 @@ target's aspect ratio (Paddy's portrait photos for the pad and crop recipes) eve
 pixels, so those images are cached too; the others are resized anew in training from fastai's own draw."""
 import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,8 +17,74 @@ import numpy as np
 import torch
 from fastai.vision.all import PILImage, ResizeMethod, TensorImage, ToTensor, Transform
 
+from .errors import ConfigError
+from .machine import alive
+
 ANY_SPLIT, VALID_ONLY = 1, 2   # what a cached slot may serve: every split, or validation's centred placement
 PREFIX = 'comp-cache-'         # then the owner's pid: comp-cache-<pid>-<random>.u8
+BUDGET_VAR, DIR_VAR = 'COMP_DECODE_CACHE_GB', 'COMP_DECODE_CACHE_DIR'
+RENAMED = {'COMP_CACHE_GB': BUDGET_VAR, 'COMP_CACHE_DIR': DIR_VAR}
+
+
+def budget():
+    """Bytes of decoded images comp may hold (training cache, TTA): `COMP_DECODE_CACHE_GB`, else a quarter of memory."""
+    for old, new in RENAMED.items():
+        if old in os.environ: raise ConfigError(f'{old} is now called {new}: rename the variable')
+    if BUDGET_VAR in os.environ:
+        try: gb = float(os.environ[BUDGET_VAR])
+        except ValueError: gb = -1
+        if not gb >= 0: raise ConfigError(f'{BUDGET_VAR}={os.environ[BUDGET_VAR]!r}: use a number of GB such as 4, or 0 for no cache')
+        return gb * 1024 ** 3
+    try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 4
+    except (ValueError, OSError, AttributeError): return 4 * 1024 ** 3
+
+
+def nbytes(resize, n):
+    """Bytes of n uint8 images at the item resize's (h, w)."""
+    h, w = resize[1]
+    return n * 3 * h * w
+
+
+def _gb(b): return f'{b / 1024 ** 3:.1f} GB' if b >= 1024 ** 3 else f'{b / 1024 ** 2:.1f} MB'
+
+
+def plan(resize, n, wanted=True):
+    """(folder, why): where the decode-once cache of n images goes, or (None, why it is off)."""
+    if not wanted: return None, 'off (--no-cache)'
+    need, limit = nbytes(resize, n), budget()
+    if need > limit: return None, f'off: {_gb(need)} of images is over the {_gb(limit)} budget (set {BUDGET_VAR})'
+    d = folder(need)
+    if d is None: return None, f'off: no room for {_gb(need)} in {DIR_VAR}, /dev/shm or the temp folder'
+    return d, f'{_gb(need)} in {d}'
+
+
+def folder(size):
+    """A folder with room for `size` bytes of cache: `COMP_DECODE_CACHE_DIR`, else /dev/shm (memory), else the temp
+    folder; None if none has.
+
+    The cache is a sparse memory-mapped file: one on a full tmpfs (Docker's /dev/shm is 64 MB) would kill
+    the DataLoader workers with SIGBUS when they write into it, so the room is checked up front."""
+    env = os.environ.get(DIR_VAR)
+    for d in [env] if env else ['/dev/shm', tempfile.gettempdir()]:
+        try:
+            if shutil.disk_usage(d).free >= size * 1.02 + 2 ** 20: return d
+        except OSError:
+            continue
+    return None
+
+
+def cache_of(dataset):
+    """The decode-once cache (a CachedImage) among a fastai Datasets' transforms, or None."""
+    for tl in getattr(dataset, 'tls', []):
+        for t in tl.tfms.fs:
+            if isinstance(t, CachedImage): return t
+    return None
+
+
+def release(dls):
+    """Free the decode-once cache of `dls`, if it has one."""
+    cache = cache_of(getattr(dls.train, 'dataset', None))
+    if cache is not None: cache.close()
 
 
 def _remove(*files):
@@ -26,19 +93,12 @@ def _remove(*files):
         except OSError: pass
 
 
-def _alive(pid):
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
-
 def sweep(folder):
     """Remove the caches of processes that are gone: a killed run cannot remove its own, and in /dev/shm
     a left-over cache holds memory until the machine restarts."""
     for f in Path(folder).glob(PREFIX + '*'):
         pid = f.name[len(PREFIX):].split('-')[0]
-        if pid.isdigit() and not _alive(int(pid)): _remove(f)
+        if pid.isdigit() and not alive(int(pid)): _remove(f)
 
 
 class CachedImage(Transform):

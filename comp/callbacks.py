@@ -1,7 +1,5 @@
 """fastai callbacks and losses for comp's runs (imported only when training: it imports fastai)."""
-import os
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -9,18 +7,17 @@ import torch.nn.functional as F
 from fastai.callback.core import Callback
 from fastai.learner import save_model
 
-from . import runs
-from .files import write_csv
+from .files import atomic_path
 
 
 class RunLog(Callback):
-    """Per-epoch metrics CSV, an atomic checkpoint, progress in status.json, and one line per epoch.
+    """Per-epoch metrics, an atomic checkpoint and the epochs done, recorded in the Run; and one line per epoch.
 
     `epoch_offset` is the number of epochs before the current fit (fine_tune's frozen phase), set by `train.fit`."""
     order = 65  # after the Recorder has the epoch's values
 
     def __init__(self, run, quiet=False):
-        self.run_dir, self.quiet, self.epoch_offset, self.times, self.skipping = Path(run), quiet, 0, [], False
+        self.run_dir, self.quiet, self.epoch_offset, self.times, self.skipping = run, quiet, 0, [], False
 
     def _finding(self): return hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds')
 
@@ -38,14 +35,13 @@ class RunLog(Callback):
         epoch = self.fit_offset + self.epoch + 1
         names = [n for n in self.recorder.metric_names[1:] if n != 'time']
         row = {'epoch': epoch, **dict(zip(names, map(float, self.recorder.values[-1]))), 'seconds': round(secs, 2)}
-        f = self.run_dir / 'metrics.csv'
-        old = pd.read_csv(f) if f.exists() else pd.DataFrame()
+        run = self.run_dir
+        old = run.metrics()
         if len(old): old = old[old['epoch'] < epoch]
-        write_csv(f, pd.concat([old, pd.DataFrame([row])]))
-        tmp = self.run_dir / 'checkpoint.tmp.pth'
-        save_model(tmp, self.learn.model, getattr(self.learn, 'opt', None))
-        os.replace(tmp, self.run_dir / 'checkpoint.pth')
-        runs.set_status(self.run_dir, 'running', epochs_done=epoch)
+        run.write_metrics(pd.concat([old, pd.DataFrame([row])]))
+        with atomic_path(run.checkpoint_file) as tmp:
+            save_model(tmp, self.learn.model, getattr(self.learn, 'opt', None))
+        run.set_status('running', epochs_done=epoch)
         if not self.quiet:
             vals = '  '.join(f'{k} {v:.4f}' for k, v in row.items() if k not in ('epoch', 'seconds'))
             print(f'epoch {epoch}: {vals}  {secs:.1f}s', flush=True)

@@ -31,11 +31,10 @@ def sample(dir: Path = typer.Argument(..., help='Folder to write the competition
     """Write a synthetic competition in Paddy Doctor's exact layout and record it for this folder.
 
     Example: comp sample paddy-sample --scale full"""
-    from . import competition
-    from .sample import write_sample
+    from .competition import WORKSPACE_FILE
+    from .sample import sample as write_sample
     path = write_sample(dir, scale=scale, seed=seed)
-    competition.record(competition.load(path))
-    typer.echo(f'wrote the sample competition to {path} (recorded in {competition.WORKSPACE_FILE})')
+    typer.echo(f'wrote the sample competition to {path} (recorded in {WORKSPACE_FILE})')
 
 
 @app.command()
@@ -71,25 +70,19 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
           folds: Optional[int] = typer.Option(None, help='Use K stratified folds instead of one split.'),
           fold: int = typer.Option(0, help='Which fold validates (with --folds).'),
           workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).'),
-          cache: bool = typer.Option(True, '--cache/--no-cache', help='Decode each image once per run (budget: COMP_CACHE_GB, default a quarter of memory).'),
+          cache: bool = typer.Option(True, '--cache/--no-cache', help='Decode each image once per run (budget: COMP_DECODE_CACHE_GB, default a quarter of memory).'),
           resume: Optional[str] = typer.Option(None, help='Continue an interrupted run (a directory or name from `comp runs`).')):
     """Train a model and record the run under runs/.
 
     Example: comp train --arch convnext_small --epochs 12"""
     from .train import TrainConfig, train as run_train
-    rs = None
-    if resize:
-        method, _, rsz = resize.partition(':')
-        rs = (method, rsz or '480')
-    cfg = TrainConfig(arch=arch, data=str(data) if data else None, size=size, resize=rs, bs=bs, accum=accum, lr=lr,
+    cfg = TrainConfig(arch=arch, data=str(data) if data else None, size=size, resize=resize, bs=bs, accum=accum, lr=lr,
                       epochs=epochs, schedule=schedule, pretrained=pretrained, weights=str(weights) if weights else None,
                       precision=precision, channels_last=channels_last, target=target, seed=seed, valid_pct=valid_pct,
                       folds=folds, fold=fold, workers=workers, cache=cache)
     run = run_train(cfg, resume=resume)
-    from .files import read_json
-    res = read_json(run / 'result.json')
     typer.echo(f'run: {run}')
-    typer.echo(f'validation error: {res["valid_error"]:.4f}')
+    typer.echo(f'validation error: {run.result["valid_error"]:.4f}')
 
 
 @app.command()
@@ -98,33 +91,31 @@ def predict(run: str = typer.Argument(..., help='A run directory or name from `c
             beta: float = typer.Option(0.25, help='Weight of the plain pass in TTA.'),
             name: Optional[str] = typer.Option(None, help='Submission name (default: the run name).')):
     """Predict the test set with a run and write a validated submission to submissions/."""
-    from .files import read_json
     from .predict import predict as run_predict
-    path = run_predict(run, tta=tta, beta=beta, name=name)
-    side = read_json(path.with_suffix('.json'))
-    if side.get('valid_error_tta') is not None:
-        typer.echo(f'validation error: {side["valid_error"]:.4f} plain, {side["valid_error_tta"]:.4f} with TTA')
-    typer.echo(f'submission: {path}')
+    rec = run_predict(run, tta=tta, beta=beta, name=name)
+    if rec['valid_error_tta'] is not None:
+        typer.echo(f'validation error: {rec["valid_error"]:.4f} plain, {rec["valid_error_tta"]:.4f} with TTA')
+    typer.echo(f'submission: {rec["submission"]}')
 
 
 @app.command()
 def score(file: Path = typer.Argument(..., help='A submission CSV.'), data: Optional[Path] = DATA):
     """Print a submission's accuracy against the competition's solution.csv (sample or holdout)."""
-    from . import competition, submission
-    typer.echo(f'accuracy: {submission.score(competition.find(data), file):.4f}')
+    from .submission import score as run_score
+    typer.echo(f'accuracy: {run_score(file, data):.4f}')
 
 
 @app.command()
 def validate(file: Path = typer.Argument(..., help='A submission CSV.'), data: Optional[Path] = DATA):
     """Check a submission against the competition's sample submission and list every problem."""
-    from . import competition, submission
-    df = submission.validate(competition.find(data, check_images=False), file)
+    from .submission import validate as run_validate
+    df = run_validate(file, data)
     typer.echo(f'{file}: valid ({len(df)} rows)')
 
 
 @app.command()
 def ensemble(run: List[str] = typer.Argument(..., help='Two or more run directories or names from `comp runs`.'),
-             weights: Optional[str] = typer.Option(None, help='Comma-separated weights, one per run (default: equal).'),
+             blend: Optional[str] = typer.Option(None, help='Comma-separated blend weights, one per run (default: equal).'),
              search_weights: bool = typer.Option(False, '--search-weights', help='Pick weights that minimise validation error.'),
              tta: int = typer.Option(0, help='Use each run\'s TTA predictions with this many passes.'),
              beta: float = typer.Option(0.25, help='Weight of the plain pass in TTA.'),
@@ -133,7 +124,7 @@ def ensemble(run: List[str] = typer.Argument(..., help='Two or more run director
 
     Example: comp ensemble RUN1 RUN2 RUN3 --tta 4 --search-weights"""
     from .ensemble import ensemble as run_ensemble
-    out = run_ensemble(run, weights=weights, name=name, tta=tta, beta=beta, search_weights=search_weights)
+    out = run_ensemble(run, blend=blend, name=name, tta=tta, beta=beta, search_weights=search_weights)
     for r, e in zip(out['runs'], out.get('run_valid_errors', [None] * len(out['runs']))):
         typer.echo(f'  {r}: validation error {"-" if e is None else f"{e:.4f}"}')
     typer.echo('weights: ' + ', '.join(f'{w:.3f}' for w in out['weights']))
@@ -150,9 +141,8 @@ def holdout(dir: Path = typer.Argument(..., help='Folder for the new local compe
             seed: int = typer.Option(42, help='Seed of the stratified split.'),
             data: Optional[Path] = DATA):
     """Turn a competition's training set into a local competition with a solution.csv, to score offline."""
-    from . import competition
     from .holdout import holdout as make_holdout
-    path = make_holdout(competition.find(data), dir, frac=frac, seed=seed)
+    path = make_holdout(dir, frac=frac, seed=seed, data=data)
     typer.echo(f'wrote the holdout competition to {path}; use it with --data {path} or `comp score`')
 
 
@@ -161,9 +151,8 @@ def resize(size: int = typer.Option(256, help='Longest side of the resized image
            data: Optional[Path] = DATA,
            workers: Optional[int] = typer.Option(None, help='Parallel processes (default: the CPU cores).')):
     """Make (or bring up to date) a pre-resized copy of the images; `comp train` uses it when it is big enough."""
-    from . import competition
     from .resize import resize as run_resize
-    path, n = run_resize(competition.find(data), size, workers=workers)
+    path, n = run_resize(size, data, workers=workers)
     typer.echo(f'{path}: {n} images resized ({"up to date" if n == 0 else "done"})')
 
 

@@ -161,7 +161,7 @@ def undecodable(files, root):
     sig = hashlib.sha1()
     stats = [os.stat(f) for f in files]
     for f, st in zip(files, stats): sig.update(f'{f}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
-    stamp = cache_dir() / 'checked' / (sig.hexdigest() + '.ok')
+    stamp = state_dir() / 'checked' / (sig.hexdigest() + '.ok')
     if stamp.exists(): return []
     with ThreadPoolExecutor(max(2, cpus())) as ex: ok = list(ex.map(_decodes, files))
     bad = [str(Path(f).relative_to(root)) for f, good in zip(files, ok) if not good]
@@ -171,9 +171,14 @@ def undecodable(files, root):
     return bad
 
 
-def cache_dir():
-    """Where comp keeps caches: `$COMP_CACHE`, else ~/.cache/comp."""
-    return Path(os.environ.get('COMP_CACHE', Path.home() / '.cache' / 'comp'))
+STATE_VAR = 'COMP_STATE_DIR'
+
+
+def state_dir():
+    """Where comp keeps what it remembers between commands (which image sets decode): `$COMP_STATE_DIR`,
+    else ~/.cache/comp. Not the decode-once cache of a run (comp.cache)."""
+    if 'COMP_CACHE' in os.environ: raise DataError(f'COMP_CACHE is now called {STATE_VAR}: rename the variable')
+    return Path(os.environ.get(STATE_VAR) or Path.home() / '.cache' / 'comp')
 
 
 def record(comp, workdir='.'):
@@ -182,7 +187,9 @@ def record(comp, workdir='.'):
 
 
 def find(data=None, workdir='.', check_images=True):
-    """The competition at `data`, else the one recorded in `workdir`; a DataError says how to get one."""
+    """The competition given (a Competition, or its folder as `--data`), else the one recorded in `workdir`;
+    a DataError says how to get one."""
+    if isinstance(data, Competition): return data
     if data is not None:
         rec = _recorded(workdir)
         same = rec and Path(rec['data']).resolve() == Path(data).expanduser().resolve()

@@ -1,4 +1,4 @@
-"""DataBlock / DataLoaders factories and the shared validation splits and folds."""
+"""DataBlock / DataLoaders factories and the shared validation splits and folds (the cache's policy: comp.cache)."""
 import os
 from pathlib import Path
 
@@ -97,8 +97,9 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     if missing: raise ConfigError(f'train.csv has no column {missing[0]!r} to use as a target')
     # Vocabularies come from all of train.csv, so a value seen only in validation still has a class.
     vocabs = [comp.vocab() if c == comp.layout.label_col else sorted(df[c].astype(str).unique()) for c in cols]
+    from . import cache as cache_
     x_block, itfms = ImageBlock, item_tfms(resize)
-    where, why = cache_plan(resize, len(valid) + len(test) if len(test) else len(df), cache)
+    where, why = cache_.plan(resize, len(valid) + len(test) if len(test) else len(df), cache)
     if where is not None:
         from fastai.vision.all import IntToFloatTensor, TransformBlock
         from .cache import CachedImage
@@ -118,57 +119,3 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     dls = dblock.dataloaders(df, bs=bs, num_workers=num_workers(workers), seed=seed, pin_memory=pin, **kw)
     dls.decode_cache = why  # what `comp train` says and records about the cache
     return dls
-
-
-def cache_of(dataset):
-    """The decode-once cache (comp.cache.CachedImage) among a fastai Datasets' transforms, or None."""
-    for tl in getattr(dataset, 'tls', []):
-        for t in tl.tfms.fs:
-            if type(t).__name__ == 'CachedImage': return t
-    return None
-
-
-def release_cache(dls):
-    """Free the decode-once cache of `dls`, if it has one."""
-    cache = cache_of(getattr(dls.train, 'dataset', None))
-    if cache is not None: cache.close()
-
-
-def cache_budget():
-    """Bytes of decoded images comp may hold (training cache, TTA): `COMP_CACHE_GB`, else a quarter of memory."""
-    if 'COMP_CACHE_GB' in os.environ: return float(os.environ['COMP_CACHE_GB']) * 1024 ** 3
-    try: return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 4
-    except (ValueError, OSError, AttributeError): return 4 * 1024 ** 3
-
-
-def cache_bytes(resize, n):
-    """Bytes of n uint8 images at the item resize's (h, w)."""
-    h, w = resize[1]
-    return n * 3 * h * w
-
-
-def cache_plan(resize, n, wanted=True):
-    """(folder, why): where the decode-once cache of n images goes, or (None, why it is off)."""
-    if not wanted: return None, 'off (--no-cache)'
-    nbytes, budget = cache_bytes(resize, n), cache_budget()
-    gb = lambda b: f'{b / 1024 ** 3:.1f} GB' if b >= 1024 ** 3 else f'{b / 1024 ** 2:.1f} MB'
-    if nbytes > budget: return None, f'off: {gb(nbytes)} of images is over the {gb(budget)} budget (set COMP_CACHE_GB)'
-    d = decode_cache_dir(nbytes)
-    if d is None: return None, f'off: no room for {gb(nbytes)} in COMP_CACHE_DIR, /dev/shm or the temp folder'
-    return d, f'{gb(nbytes)} in {d}'
-
-
-def decode_cache_dir(nbytes):
-    """A folder with room for the cache: `COMP_CACHE_DIR`, else /dev/shm (memory), else the temp folder; None if none has.
-
-    The cache is a sparse memory-mapped file: one on a full tmpfs (Docker's /dev/shm is 64 MB) would kill
-    the DataLoader workers with SIGBUS when they write into it, so the room is checked up front."""
-    import shutil
-    import tempfile
-    env = os.environ.get('COMP_CACHE_DIR')
-    for d in [env] if env else ['/dev/shm', tempfile.gettempdir()]:
-        try:
-            if shutil.disk_usage(d).free >= nbytes * 1.02 + 2 ** 20: return d
-        except OSError:
-            continue
-    return None

@@ -19,9 +19,9 @@ def demo(dir='demo', seed=42, quiet=False):
     out = []
     for kw in DEMO_RUNS:
         run = train.train(train.TrainConfig(seed=seed, **kw), workdir=dir, quiet=quiet)
-        plain = predict.predict(run, workdir=dir)
-        tta = predict.predict(run, tta=DEMO_TTA, workdir=dir)
-        out.append({'run': run, 'accuracy': submission.score(comp, plain), 'accuracy_tta': submission.score(comp, tta)})
+        plain = predict.predict(run, workdir=dir)['submission']
+        tta = predict.predict(run, tta=DEMO_TTA, workdir=dir)['submission']
+        out.append({'run': run, 'accuracy': submission.score(plain, comp), 'accuracy_tta': submission.score(tta, comp)})
     ens = ensemble([r['run'] for r in out], tta=DEMO_TTA, workdir=dir)
-    sub = Path(ens['submission'])
-    return {'runs': out, 'submission': sub, 'accuracy': submission.score(comp, sub), 'ensemble': ens}
+    sub = ens['submission']
+    return {'runs': out, 'submission': sub, 'accuracy': submission.score(sub, comp), 'ensemble': ens}

@@ -3,29 +3,31 @@ import numpy as np
 
 from . import competition, runs, submission
 from .errors import CompError
-from .files import read_json
-from .predict import error, predictions
+from .learner import error
+from .predict import predictions
 
 SPLIT_KEYS = ('seed', 'valid_pct', 'folds', 'fold')
 
 
-def ensemble(run_names, weights=None, name=None, tta=0, beta=0.25, search_weights=False, workdir='.'):
-    """Average the runs' probabilities (weighted), report validation error, write the submission; return a summary."""
+def ensemble(run_names, blend=None, name=None, tta=0, beta=0.25, search_weights=False, workdir='.'):
+    """Average the runs' probabilities (weighted by `blend`), report validation error, write the submission;
+    return its record (`submission`: the path; runs, weights, errors)."""
     if len(run_names) < 2: raise CompError('an ensemble needs at least two runs')
     rs = [runs.find(r, workdir) for r in run_names]
-    vocabs = [read_json(r / 'vocab.json') for r in rs]
-    for r, v in zip(rs[1:], vocabs[1:]):
-        if v != vocabs[0]: raise CompError(f'run {r.name} has a different vocab from {rs[0].name}: it cannot be ensembled')
-    vocab = vocabs[0]
-    w = _weights(weights, len(rs))
-    preds = [predictions(r, tta, beta, workdir) for r in rs]
-    tests = [t.set_index('image_id')[vocab].sort_index() for t, _ in preds]
+    vocab = rs[0].vocab
+    for r in rs[1:]:
+        if r.vocab != vocab: raise CompError(f'run {r.name} has a different vocab from {rs[0].name}: it cannot be ensembled')
+    w = _weights(blend, len(rs))
+    comp = competition.find(rs[0].config['data'], workdir)
+    id_col = comp.layout.id_col
+    preds = [predictions(r, tta, beta, workdir, comp) for r in rs]
+    tests = [t.set_index(id_col)[vocab].sort_index() for t, _ in preds]
     if any(not t.index.equals(tests[0].index) for t in tests):
         raise CompError('the runs predicted different test images: were they trained on different competitions?')
-    cfgs = [read_json(r / 'config.json') for r in rs]
+    cfgs = [r.config for r in rs]
     shared = all(all(c.get(k) == cfgs[0].get(k) for k in SPLIT_KEYS) for c in cfgs)
     out = {'runs': [r.name for r in rs], 'tta': tta, 'beta': beta if tta else None, 'shared_split': shared}
-    valids = [v.set_index('image_id').sort_index() for _, v in preds]
+    valids = [v.set_index(id_col).sort_index() for _, v in preds]
     if shared and all(v.index.equals(valids[0].index) for v in valids):
         labels = valids[0]['label']
         vp = np.stack([v[vocab].to_numpy() for v in valids])
@@ -39,17 +41,17 @@ def ensemble(run_names, weights=None, name=None, tta=0, beta=0.25, search_weight
         raise CompError('--search-weights needs runs that share a validation split (same --seed, --valid-pct, --folds, --fold)')
     out['weights'] = [float(x) for x in np.asarray(w) / np.sum(w)]
     probs = sum(wi * t for wi, t in zip(out['weights'], tests)).reset_index()
-    comp = competition.find(cfgs[0]['data'], workdir, check_images=False)
     sub = submission.from_probs(comp, probs, vocab)
-    out['submission'] = str(submission.write(comp, sub, name or f'ensemble-{len(rs)}runs-{rs[0].name}', out, workdir))
+    out['submission'] = submission.write(comp, sub, name or f'ensemble-{len(rs)}runs-{rs[0].name}', out, workdir)
     return out
 
 
-def _weights(weights, n):
-    if weights is None: return [1.0] * n
-    w = [float(x) for x in (weights.split(',') if isinstance(weights, str) else weights)]
-    if len(w) != n: raise CompError(f'--weights has {len(w)} values for {n} runs: give one per run, e.g. 2,1,1')
-    if min(w) < 0 or sum(w) <= 0: raise CompError('--weights must be non-negative and not all zero')
+def _weights(blend, n):
+    if blend is None: return [1.0] * n
+    try: w = [float(x) for x in (blend.split(',') if isinstance(blend, str) else blend)]
+    except ValueError: raise CompError(f'--blend {blend}: give one number per run, e.g. 2,1,1') from None
+    if len(w) != n: raise CompError(f'--blend has {len(w)} values for {n} runs: give one per run, e.g. 2,1,1')
+    if not all(np.isfinite(w)) or min(w) < 0 or sum(w) <= 0: raise CompError('--blend weights must be non-negative and not all zero')
     return w
 
 

@@ -4,14 +4,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from . import competition
 from .errors import ConfigError
 from .files import write_csv
 
 
-def holdout(comp, dest, frac=0.25, seed=42):
-    """Split `comp`'s training set (stratified) into a new competition at `dest` with a solution.csv."""
+def holdout(dest, frac=0.25, seed=42, data=None, workdir='.'):
+    """Split the competition's training set (stratified) into a new competition at `dest` with a solution.csv.
+
+    `data`: the competition (or its folder); by default the one recorded in `workdir`."""
     import pandas as pd
     from sklearn.model_selection import train_test_split
+    comp = competition.find(data, workdir)
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise ConfigError(f'{dest} is not empty: choose a new folder or delete it first')

@@ -130,7 +130,7 @@ def _download(name, dest):
 def submit(file, message, wait=300, poll=None, dry_run=False, workdir='.', echo=print):
     """Validate `file`, upload it, wait (up to `wait` seconds) for its score, and record it in its sidecar."""
     comp = competition.find(workdir=workdir, check_images=False)
-    submission.validate(comp, file)
+    submission.validate(file, comp)
     if dry_run: return {'dry_run': True, 'valid': True}
     a = api()
     res = call(f'submit to {comp.name}', _submit_once, a, str(file), message, comp.name)

@@ -3,19 +3,17 @@ import sys
 
 from . import competition, runs, submission
 from .errors import CompError
-from .files import read_json, write_csv, write_json
+from .learner import build_learner, error, no_bars, valid_preds
 
 
-def load_learner(run, workdir='.'):
-    """The run's learner rebuilt from its config with its trained weights, its competition and directory."""
+def load_learner(run, workdir='.', comp=None):
+    """(learner, competition, Run): the run's learner rebuilt from its config with its trained weights."""
     run = runs.find(run, workdir)
-    if runs.status(run) != 'complete' or not (run / 'model.pth').exists():
-        raise CompError(f'run {run.name} is {runs.status(run)}: finish it with `comp train --resume {run.name}`')
-    from .train import build_learner, no_bars
-    c = read_json(run / 'config.json')
-    comp = competition.find(c['data'], workdir)
-    learn = build_learner(c, comp, run, workdir)
-    learn.load('model', with_opt=False)
+    if run.status != 'complete' or not run.model_file.exists():
+        raise CompError(f'run {run.name} is {run.status}: finish it with `comp train --resume {run.name}`')
+    comp = comp or competition.find(run.config['data'], workdir)
+    learn = build_learner(run.config, comp, run, workdir)
+    learn.load(runs.MODEL, with_opt=False)
     if not sys.stdout.isatty(): no_bars(learn)
     return learn, comp, run
 
@@ -26,54 +24,37 @@ def test_dl(learn, comp):
     return learn.dls.test_dl(test_items(comp))
 
 
-def preds_paths(run, tta=0):
-    """Where a run keeps its (test, validation) probabilities for a TTA setting."""
-    suffix = f'_tta{tta}' if tta else ''
-    return run / f'preds_test{suffix}.csv', run / f'preds_valid{suffix}.csv'
-
-
-def predictions(run, tta=0, beta=0.25, workdir='.'):
-    """(test, validation) probabilities of a run as DataFrames, computed once per TTA setting and stored."""
-    import pandas as pd
+def predictions(run, tta=0, beta=0.25, workdir='.', comp=None):
+    """(test, validation) probabilities of a run as DataFrames, computed once per TTA setting and stored in the run."""
     run = runs.find(run, workdir)
-    test_f, valid_f = preds_paths(run, tta)
-    res = read_json(run / 'result.json') if (run / 'result.json').exists() else {}
-    if test_f.exists() and valid_f.exists() and (not tta or res.get('beta') == beta):
-        return pd.read_csv(test_f, dtype={'image_id': str}), pd.read_csv(valid_f, dtype={'image_id': str})
-    learn, comp, run = load_learner(run, workdir)
-    vocab = read_json(run / 'vocab.json')
-    preds = get_preds(learn, test_dl(learn, comp), tta, beta)
-    test = _frame(comp, comp.test_ids(), preds, vocab)
-    write_csv(test_f, test)
-    valid = pd.read_csv(run / 'preds_valid.csv', dtype={comp.layout.id_col: str})
-    if tta:
-        from .train import valid_preds
-        valid = valid_preds(learn, comp, vocab)
-        tp = get_preds(learn, learn.dls.valid.new(shuffle=False, drop_last=False), tta, beta)
-        valid[vocab] = tp[:, :len(vocab)].numpy()
-        write_csv(valid_f, valid)
-        res.update(valid_error_tta=error(valid, vocab), tta=tta, beta=beta)
-        write_json(run / 'result.json', res)
+    comp = comp or competition.find(run.config['data'], workdir)
+    id_col = comp.layout.id_col
+    if run.has_preds('test', tta) and run.has_preds('valid', tta) and (not tta or run.result.get('beta') == beta):
+        return run.read_preds('test', tta, id_col), run.read_preds('valid', tta, id_col)
+    learn, comp, run = load_learner(run, workdir, comp)
+    vocab = run.vocab
+    test = _frame(comp, comp.test_ids(), get_preds(learn, test_dl(learn, comp), tta, beta), vocab)
+    run.write_preds('test', test, tta)
+    if not tta: return test, run.read_preds('valid', 0, id_col)
+    probs = get_preds(learn, learn.dls.valid.new(shuffle=False, drop_last=False), tta, beta)
+    valid = valid_preds(learn, comp, vocab, probs=probs)
+    run.write_preds('valid', valid, tta)
+    run.update_result(valid_error_tta=error(valid, vocab), tta=tta, beta=beta)
     return test, valid
 
 
 def predict(run, tta=0, beta=0.25, workdir='.', name=None):
-    """Write the run's test probabilities and a validated submission; return the submission's path."""
+    """Write the run's test probabilities and a validated submission; return the submission's record
+    (`submission`: its path; the run, TTA and validation errors)."""
     run = runs.find(run, workdir)
-    test, valid = predictions(run, tta, beta, workdir)
-    c = read_json(run / 'config.json')
-    comp = competition.find(c['data'], workdir, check_images=False)
-    vocab = read_json(run / 'vocab.json')
-    res = read_json(run / 'result.json')
+    comp = competition.find(run.config['data'], workdir)
+    test, _ = predictions(run, tta, beta, workdir, comp)
+    res = run.result
     record = {'runs': [run.name], 'weights': [1.0], 'tta': tta, 'beta': beta if tta else None,
               'valid_error': res.get('valid_error'), 'valid_error_tta': res.get('valid_error_tta') if tta else None}
-    sub = submission.from_probs(comp, test, vocab)
-    return submission.write(comp, sub, name or f'{run.name}{"_tta" + str(tta) if tta else ""}', record, workdir)
-
-
-def error(valid, vocab):
-    """Error rate of a validation-probabilities frame (columns: id, label, one per vocab entry)."""
-    return float((valid[vocab].to_numpy().argmax(1) != valid['label'].map(vocab.index).to_numpy()).mean())
+    sub = submission.from_probs(comp, test, run.vocab)
+    path = submission.write(comp, sub, name or f'{run.name}{"_tta" + str(tta) if tta else ""}', record, workdir)
+    return {**record, 'submission': path}
 
 
 def _frame(comp, ids, probs, vocab):

@@ -3,15 +3,14 @@
 JPEG decoding of 480x640 photos is what starves the GPU on Kaggle's 2-4 cores (../shared/PADDY.md, part 2).
 Pillow's `draft` asks libjpeg to decode at 1/2, 1/4 or 1/8 scale directly, which is several times faster
 than decoding fully and then shrinking, whenever the target is at most half the source."""
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from . import competition as competition_
+from . import competition
 from .errors import ConfigError
+from .files import atomic_path, read_json, write_json
 from .machine import cpus
-from .files import read_json, write_json
 
 RESIZED_DIR = 'resized'
 MANIFEST = 'manifest.json'
@@ -32,9 +31,7 @@ def resize_image(src, dst, size, quality=90):
         im.draft('RGB', new)  # libjpeg decodes at the smallest 1/2^k scale still >= `new`
         im = im.convert('RGB')
         if im.size != new: im = im.resize(new, Image.BILINEAR)
-        tmp = Path(f'{dst}.tmp')
-        im.save(tmp, format='JPEG', quality=quality)
-    os.replace(tmp, dst)
+        with atomic_path(dst) as tmp: im.save(tmp, format='JPEG', quality=quality)
 
 
 def _job(args):
@@ -42,8 +39,10 @@ def _job(args):
     return args[1]
 
 
-def resize(comp, size, workdir='.', workers=None):
-    """Make or update the pre-resized copy of `comp`; return (path, number of images resized this time)."""
+def resize(size=256, data=None, workdir='.', workers=None):
+    """Make or update the pre-resized copy of the competition (`data`, by default the one recorded in `workdir`);
+    return (path, number of images resized this time)."""
+    comp = competition.find(data, workdir)
     if size < 16: raise ConfigError(f'--size {size} is too small: use e.g. 256')
     dest = resized_path(workdir, size)
     L = comp.layout
@@ -54,7 +53,7 @@ def resize(comp, size, workdir='.', workers=None):
     files = {}
     for d in (comp.train_path, comp.test_path):
         for f in d.rglob('*'):
-            if f.suffix.lower() in competition_.IMAGE_EXTS: files[f.relative_to(comp.path).as_posix()] = f
+            if f.suffix.lower() in competition.IMAGE_EXTS: files[f.relative_to(comp.path).as_posix()] = f
     seen = old.get('images', {})
     jobs, manifest = [], {}
     for rel, f in sorted(files.items()):
@@ -93,5 +92,5 @@ def usable(comp, workdir, resize_target):
 
 def _fresh(comp, m):
     imgs = m.get('images', {})
-    n = sum(1 for d in (comp.train_path, comp.test_path) for f in d.rglob('*') if f.suffix.lower() in competition_.IMAGE_EXTS)
+    n = sum(1 for d in (comp.train_path, comp.test_path) for f in d.rglob('*') if f.suffix.lower() in competition.IMAGE_EXTS)
     return n == len(imgs)

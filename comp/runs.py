@@ -1,4 +1,12 @@
-"""Run directories: naming, status, the environment record, and the runs table."""
+"""Run directories: the only module that names their files. Creating, reading and writing runs, and the runs table.
+
+A run directory (`runs/<time>-<name>/`) holds:
+    config.json     the resolved config (every default filled in)     env.json    versions, git commit, device, argv
+    status.json     running / complete / failed, pid, epochs done     result.json errors, timing, images/s, cache
+    metrics.csv     one row per epoch                                 vocab.json  the classes, in output order
+    model.pth       the trained weights (fastai's `learn.save`)       checkpoint.pth  the last epoch's, while training
+    lr_find.json / lr_find.png   with `--lr auto`                     loss.png, confusion.png
+    preds_valid[_ttaN].csv / preds_test[_ttaN].csv   probabilities (id, [label,] one column per class)"""
 import os
 import platform
 import re
@@ -8,55 +16,141 @@ import time
 from pathlib import Path
 
 from .errors import CompError
-from .machine import cpus
-from .files import read_json, write_json
+from .files import read_json, write_csv, write_json
+from .machine import alive, cpus
 
 RUNS_DIR = 'runs'
+MODEL, CHECKPOINT = 'model', 'checkpoint'   # fastai's save names: <name>.pth in the run directory
+
+
+class Run:
+    """A run directory and its records. Path-like: `Path(run)`, `os.fspath(run)` and `run / name` work."""
+    config_file = property(lambda self: self.path / 'config.json')
+    env_file = property(lambda self: self.path / 'env.json')
+    status_file = property(lambda self: self.path / 'status.json')
+    result_file = property(lambda self: self.path / 'result.json')
+    vocab_file = property(lambda self: self.path / 'vocab.json')
+    metrics_file = property(lambda self: self.path / 'metrics.csv')
+    model_file = property(lambda self: self.path / f'{MODEL}.pth')
+    checkpoint_file = property(lambda self: self.path / f'{CHECKPOINT}.pth')
+    lr_find_file = property(lambda self: self.path / 'lr_find.json')
+    lr_find_plot = property(lambda self: self.path / 'lr_find.png')
+    loss_plot = property(lambda self: self.path / 'loss.png')
+    confusion_plot = property(lambda self: self.path / 'confusion.png')
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._config = self._result = None
+
+    name = property(lambda self: self.path.name)
+    def __fspath__(self): return str(self.path)
+    def __truediv__(self, other): return self.path / other
+    def __str__(self): return str(self.path)
+    def __repr__(self): return f'Run({str(self.path)!r})'
+    def __eq__(self, other): return isinstance(other, Run) and self.path == other.path
+    def __hash__(self): return hash(self.path)
+
+    @property
+    def config(self):
+        """The resolved config the run was trained with."""
+        if self._config is None: self._config = read_json(self.config_file)
+        return self._config
+
+    @property
+    def result(self):
+        """What training recorded (errors, timing, ...); {} before the run is complete."""
+        if self._result is None: self._result = read_json(self.result_file) if self.result_file.exists() else {}
+        return self._result
+
+    def write_result(self, result):
+        """Record the run's result (replacing it)."""
+        write_json(self.result_file, result)
+        self._result = dict(result)
+
+    def update_result(self, **values):
+        """Add values to the run's result."""
+        self.write_result({**self.result, **values})
+
+    @property
+    def vocab(self): return read_json(self.vocab_file)
+
+    def write_vocab(self, vocab): write_json(self.vocab_file, list(vocab))
+
+    def status_record(self):
+        return read_json(self.status_file) if self.status_file.exists() else {}
+
+    def set_status(self, status, **extra):
+        """Record the run's status ('running', 'complete', 'failed', 'incomplete') with this process id and the time."""
+        rec = self.status_record()
+        rec.update(extra, status=status, pid=os.getpid(), updated=time.strftime('%Y-%m-%d %H:%M:%S'))
+        write_json(self.status_file, rec)
+
+    @property
+    def status(self):
+        """'complete', 'failed', 'running', or 'incomplete' for a run whose process died without finishing."""
+        st = self.status_record()
+        if not st: return 'incomplete'
+        if st['status'] == 'running' and not alive(st.get('pid')): return 'incomplete'
+        return st['status']
+
+    @property
+    def epochs_done(self): return self.status_record().get('epochs_done', 0)
+
+    def metrics(self):
+        """Per-epoch metrics as a DataFrame (empty before the first epoch ends)."""
+        import pandas as pd
+        return pd.read_csv(self.metrics_file) if self.metrics_file.exists() else pd.DataFrame()
+
+    def write_metrics(self, df): write_csv(self.metrics_file, df)
+
+    @property
+    def lr_find(self):
+        """lr_find's suggestions and the one chosen, or None when lr_find has not run."""
+        return read_json(self.lr_find_file) if self.lr_find_file.exists() else None
+
+    def write_lr_find(self, rec): write_json(self.lr_find_file, rec)
+
+    def preds_file(self, split, tta=0):
+        """Where the run keeps its 'test' or 'valid' probabilities for a TTA setting (0: none)."""
+        return self.path / f'preds_{split}{f"_tta{tta}" if tta else ""}.csv'
+
+    def has_preds(self, split, tta=0): return self.preds_file(split, tta).exists()
+
+    def read_preds(self, split, tta, id_col):
+        """Stored probabilities, with the ids (column `id_col`) and labels read as strings."""
+        import pandas as pd
+        return pd.read_csv(self.preds_file(split, tta), dtype={id_col: str, 'label': str})
+
+    def write_preds(self, split, df, tta=0): write_csv(self.preds_file(split, tta), df)
+
+    def clear_checkpoint(self): self.checkpoint_file.unlink(missing_ok=True)
 
 
 def create(workdir, cfg):
-    """A new run directory under `workdir/runs`, with the config and environment recorded and status 'running'."""
+    """A new Run under `workdir/runs`, with the config and environment recorded and status 'running'."""
     stamp = time.strftime('%Y%m%d-%H%M%S')
     base = Path(workdir) / RUNS_DIR / f'{stamp}-{re.sub(r"[^A-Za-z0-9_.-]", "_", cfg["name"])}'
-    run, k = base, 1
-    while run.exists(): run, k = Path(f'{base}-{k}'), k + 1
-    run.mkdir(parents=True)
-    write_json(run / 'config.json', cfg)
-    write_json(run / 'env.json', environment())
-    set_status(run, 'running')
+    base.parent.mkdir(parents=True, exist_ok=True)
+    path, k = base, 1
+    while True:
+        try:
+            path.mkdir()  # atomic: two processes starting in the same second get different names
+            break
+        except FileExistsError:
+            path, k = Path(f'{base}-{k}'), k + 1
+    run = Run(path)
+    write_json(run.config_file, cfg)
+    write_json(run.env_file, environment())
+    run.set_status('running')
     return run
 
 
-def set_status(run, status, **extra):
-    """Record the run's status ('running', 'complete', 'failed') with the process id and time."""
-    old = read_json(Path(run) / 'status.json') if (Path(run) / 'status.json').exists() else {}
-    old.update(extra, status=status, pid=os.getpid(), updated=time.strftime('%Y-%m-%d %H:%M:%S'))
-    write_json(Path(run) / 'status.json', old)
-
-
-def status(run):
-    """'complete', 'failed', 'running', or 'incomplete' for a run whose process died without finishing."""
-    f = Path(run) / 'status.json'
-    if not f.exists(): return 'incomplete'
-    st = read_json(f)
-    if st['status'] == 'running' and not _alive(st.get('pid')): return 'incomplete'
-    return st['status']
-
-
-def _alive(pid):
-    if not pid: return False
-    try: os.kill(pid, 0)
-    except OSError: return False
-    # A zombie left by a killed child still answers kill(0); it is not running.
-    try: return Path(f'/proc/{pid}/stat').read_text().split(')')[-1].split()[0] != 'Z'
-    except OSError: return True
-
-
 def find(run, workdir='.'):
-    """A run directory from a path or a name under `workdir/runs`."""
-    for p in (Path(run), Path(workdir) / RUNS_DIR / run):
-        if (p / 'config.json').exists(): return p
-    raise CompError(f'no run {run!r}: pass a run directory or a name from `comp runs`')
+    """A Run from a Run, a path or a name under `workdir/runs`."""
+    if isinstance(run, Run): return run
+    for p in (Path(run), Path(workdir) / RUNS_DIR / str(run)):
+        if Run(p).config_file.exists(): return Run(p)
+    raise CompError(f'no run {str(run)!r}: pass a run directory or a name from `comp runs`')
 
 
 def environment():
@@ -67,7 +161,7 @@ def environment():
         try: vers[pkg] = version(pkg)
         except PackageNotFoundError: vers[pkg] = None
     env = {'python': sys.version.split()[0], 'platform': platform.platform(), 'packages': vers,
-           'cpu_count': cpus(), 'git_commit': _git_commit(), 'argv': sys.argv}
+           'cpu_count': cpus(), 'git_commit': git_commit(), 'argv': sys.argv}
     try:
         import torch
         env['device'] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'
@@ -75,27 +169,27 @@ def environment():
     return env
 
 
-def _git_commit():
+def git_commit(where=None):
+    """The git commit of comp's source (or of `where`), or None outside a git checkout."""
     try:
         return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
+                              cwd=where or Path(__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError): return None
 
 
 def summary(run):
-    """One row of the runs table for a run directory."""
-    run = Path(run)
-    cfg = read_json(run / 'config.json')
-    res = read_json(run / 'result.json') if (run / 'result.json').exists() else {}
+    """One row of the runs table for a run."""
+    run = find(run)
+    cfg, res = run.config, run.result
     return {'run': run.name, 'arch': cfg['name'], 'size': 'x'.join(map(str, cfg['size'])), 'epochs': cfg['epochs'],
             'lr': cfg['lr'], 'precision': res.get('precision', cfg['precision']), 'target': cfg['target'],
             'fold': f'{cfg["fold"]}/{cfg["folds"]}' if cfg.get('folds') else '-',
             'error': res.get('valid_error'), 'tta_error': res.get('valid_error_tta'),
-            'minutes': round(res['seconds'] / 60, 1) if 'seconds' in res else None, 'status': status(run)}
+            'minutes': round(res['seconds'] / 60, 1) if 'seconds' in res else None, 'status': run.status}
 
 
 def table(workdir='.'):
     """Every run under `workdir/runs`, best validation error first (unfinished runs last)."""
     root = Path(workdir) / RUNS_DIR
-    rows = [summary(p) for p in sorted(root.iterdir()) if (p / 'config.json').exists()] if root.exists() else []
+    rows = [summary(Run(p)) for p in sorted(root.iterdir()) if Run(p).config_file.exists()] if root.exists() else []
     return sorted(rows, key=lambda r: (r['error'] is None, r['error'] if r['error'] is not None else 0))

@@ -1,4 +1,5 @@
 """A synthetic competition in exactly Paddy Doctor's layout, for demos, tests and benchmarks."""
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def write_sample(dest, scale='small', seed=42, workers=None):
     dest = Path(tempfile.mkdtemp(prefix=f'.{final.name}.', dir=final.parent))
     try:
         _write(dest, frac, seed, workers)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(dest, 0o777 & ~mask)  # mkdtemp's folder is private; the competition is not
         if final.exists(): final.rmdir()
         dest.rename(final)
     finally:
@@ -49,9 +53,18 @@ def write_sample(dest, scale='small', seed=42, workers=None):
     return final
 
 
+def sample(dest, scale='small', seed=42, workdir='.'):
+    """`comp sample`: write the sample competition into `dest` and record it as `workdir`'s competition."""
+    from . import competition
+    path = write_sample(dest, scale=scale, seed=seed)
+    competition.record(competition.load(path), workdir)
+    return path
+
+
 def _write(dest, frac, seed, workers):
     import numpy as np
     import pandas as pd
+    from .competition import Layout
     from .files import write_csv
     rng = np.random.default_rng(seed)
     counts = {lbl: max(3, round(n * frac)) for lbl, n in COUNTS.items()}
@@ -63,12 +76,13 @@ def _write(dest, frac, seed, workers):
     test_ids = [f'{200001 + i}.jpg' for i in range(n_test)]
     # Paddy has 4 landscape images among 10,407; keep a few at every scale so code meets them.
     landscape = set(rng.choice(n_train, size=min(4, n_train), replace=False).tolist())
-    jobs = [(dest / 'train_images' / lbl / i, lbl, seed, k, k in landscape)
+    L = Layout()  # Paddy Doctor's names
+    jobs = [(dest / L.train_dir / lbl / i, lbl, seed, k, k in landscape)
             for k, (i, lbl) in enumerate(zip(train_ids, train_labels))]
-    jobs += [(dest / 'test_images' / i, lbl, seed, n_train + k, False)
+    jobs += [(dest / L.test_dir / i, lbl, seed, n_train + k, False)
              for k, (i, lbl) in enumerate(zip(test_ids, test_labels))]
-    for lbl in LABELS: (dest / 'train_images' / lbl).mkdir(parents=True, exist_ok=True)
-    (dest / 'test_images').mkdir(parents=True, exist_ok=True)
+    for lbl in LABELS: (dest / L.train_dir / lbl).mkdir(parents=True, exist_ok=True)
+    (dest / L.test_dir).mkdir(parents=True, exist_ok=True)
     workers = workers or cpus()
     if workers > 1 and len(jobs) > 50:
         with ProcessPoolExecutor(workers) as ex: list(ex.map(_write_image, jobs, chunksize=32))
@@ -76,11 +90,12 @@ def _write(dest, frac, seed, workers):
         for j in jobs: _write_image(j)
     v = list(VARIETIES)
     pv = np.array(list(VARIETIES.values())); pv /= pv.sum()
-    train = pd.DataFrame({'image_id': train_ids, 'label': train_labels,
-                          'variety': rng.choice(v, size=n_train, p=pv), 'age': rng.choice(AGES, size=n_train)})
-    write_csv(dest / 'train.csv', train.sort_values(['label', 'image_id']))
-    write_csv(dest / 'sample_submission.csv', pd.DataFrame({'image_id': test_ids, 'label': ''}))
-    write_csv(dest / 'solution.csv', pd.DataFrame({'image_id': test_ids, 'label': test_labels}))
+    variety, age = L.extra_cols
+    train = pd.DataFrame({L.id_col: train_ids, L.label_col: train_labels,
+                          variety: rng.choice(v, size=n_train, p=pv), age: rng.choice(AGES, size=n_train)})
+    write_csv(dest / L.train_csv, train.sort_values([L.label_col, L.id_col]))
+    write_csv(dest / L.sample_csv, pd.DataFrame({L.id_col: test_ids, L.label_col: ''}))
+    write_csv(dest / L.solution_csv, pd.DataFrame({L.id_col: test_ids, L.label_col: test_labels}))
 
 
 def _write_image(job):

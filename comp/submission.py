@@ -1,6 +1,7 @@
 """Submission CSVs: written from probabilities, validated against sample_submission, scored against a solution."""
 from pathlib import Path
 
+from . import competition
 from .competition import few
 from .errors import SubmissionError
 from .files import atomic_path, read_json, write_json
@@ -41,8 +42,11 @@ def read(path):
         raise SubmissionError(f'{path} is not a readable CSV ({str(e).splitlines()[0]})') from None
 
 
-def validate(comp, path):
-    """Raise one SubmissionError listing every problem of the file at `path`; return its DataFrame if valid."""
+def validate(path, data=None, workdir='.'):
+    """Raise one SubmissionError listing every problem of the file at `path`; return its DataFrame if valid.
+
+    `data`: the competition (or its folder); by default the one recorded in `workdir`."""
+    comp = competition.find(data, workdir, check_images=False)
     df = read(path)
     found = problems(comp, df)
     if found: raise SubmissionError(f'{path} is not a valid submission: ' + '; '.join(found))
@@ -82,14 +86,15 @@ def read_sidecar(path):
     return read_json(f) if f.exists() else {}
 
 
-def score(comp, path):
-    """Accuracy of a valid submission against the competition's solution.csv."""
+def score(path, data=None, workdir='.'):
+    """Accuracy of a valid submission against the competition's solution.csv (a sample or holdout competition)."""
     import pandas as pd
+    comp = competition.find(data, workdir)
     L = comp.layout
     if not comp.solution_path.exists():
         raise SubmissionError(f'{comp.path} has no {L.solution_csv} to score against: only the sample '
                               'competition and `comp holdout` folders have one; submit to Kaggle for a score')
-    df = validate(comp, path)
+    df = validate(path, comp)
     sol = pd.read_csv(comp.solution_path, dtype=str, keep_default_na=False)
     merged = sol.merge(df, on=L.id_col, suffixes=('_true', '_pred'))
     return float((merged[f'{L.label_col}_true'] == merged[f'{L.label_col}_pred']).mean())

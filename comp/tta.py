@@ -9,7 +9,7 @@ and validation images) records which images those are. When every image is one, 
 replayed from one decode as squish is; otherwise `Learner.tta` runs, reading the others from the cache."""
 import random
 
-from .data import cache_budget, cache_bytes, cache_of
+from .cache import budget, cache_of, nbytes
 
 
 def tta(learn, dl, n=4, beta=0.25):
@@ -18,7 +18,7 @@ def tta(learn, dl, n=4, beta=0.25):
     from fastcore.basics import noop
     if n < 1: raise ValueError('n must be at least 1')
     squish = _deterministic_items(dl)
-    if (not squish and cache_of(dl.dataset) is None) or _item_bytes(dl) > cache_budget():
+    if (not squish and cache_of(dl.dataset) is None) or _item_bytes(dl) > budget():
         # Random item-level resizes without comp's cache, or too large to hold: fastai's own TTA.
         return learn.tta(dl=dl, n=n, beta=beta)[0]
     # Decoding must not move the random generators that the augmentations draw from.
@@ -73,7 +73,7 @@ def _item_bytes(dl):
     """What holding every item of `dl` as uint8 takes (a full-size 480x640 photo where no resize is found)."""
     r = _item_resize(dl)
     w, h = (int(r.size[0]), int(r.size[1])) if r is not None else (480, 640)  # fastai keeps (width, height)
-    return cache_bytes((None, (h, w)), len(dl.dataset))
+    return nbytes((None, (h, w)), len(dl.dataset))
 
 
 def _cpu(b):

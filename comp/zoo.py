@@ -1,6 +1,9 @@
-"""The model zoo: one recipe per architecture, as data. Any timm model name works too."""
+"""The model zoo: one recipe per architecture, as data, and everything comp asks timm about an architecture
+(names and tags, fixed input size, normalization, hub repo, finding weights). Any timm model name works too."""
 import difflib
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from .errors import ConfigError
 
@@ -58,23 +61,91 @@ def timm_names():
     return set(timm.list_models()) | set(timm.list_pretrained())
 
 
+def _did_you_mean(name, names):
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.6)
+    return f'did you mean {" or ".join(close)}? ' if close else ''
+
+
 def recipe(name):
-    """The recipe for a short name, or a default one built around any timm model name."""
+    """The recipe for a short name, or a default one built around any timm model name (with a valid tag)."""
     if name in RECIPES: return RECIPES[name]
-    names = timm_names()
-    if name in names or name.split('.')[0] in names:
-        fixed = fixed_input_size(name)
-        return Recipe(name, name, size=fixed or (224, 224))
-    close = difflib.get_close_matches(name, list(RECIPES) + sorted(names), n=3, cutoff=0.6)
-    hint = f'did you mean {" or ".join(close)}? ' if close else ''
-    raise ConfigError(f'unknown arch {name!r}: {hint}run `comp zoo` for the recipes; any timm model name works too')
+    import timm
+    model, _, tag = name.partition('.')
+    if model in set(timm.list_models()):
+        if tag and name not in set(timm.list_pretrained(f'{model}.*')):
+            tags = timm.list_pretrained(f'{model}.*')
+            raise ConfigError(f'{model} has no pretrained tag {tag!r}: {_did_you_mean(name, tags)}'
+                              f'its tags are {", ".join(t.partition(".")[2] for t in tags) or "none"}')
+        return Recipe(name, name, size=fixed_input_size(name) or (224, 224))
+    raise ConfigError(f'unknown arch {name!r}: {_did_you_mean(name, list(RECIPES) + sorted(timm_names()))}'
+                      'run `comp zoo` for the recipes; any timm model name works too')
+
+
+def pretrained_cfg(arch):
+    """timm's pretrained config for `arch` (its default tag when it has none), or None; no download."""
+    import timm
+    try: return timm.get_pretrained_cfg(arch)
+    except RuntimeError: return None
 
 
 def fixed_input_size(arch):
     """(height, width) for models that only take one input size (ViT, Swin), else None."""
-    import timm
-    cfg = timm.get_pretrained_cfg(arch) if '.' in arch or timm.is_model_pretrained(arch) else None
-    if cfg is None:
-        try: cfg = timm.get_pretrained_cfg(timm.list_pretrained(arch + '.*')[0])
-        except IndexError: return None
-    return tuple(cfg.input_size[1:]) if cfg.fixed_input_size else None
+    cfg = pretrained_cfg(arch)
+    return tuple(cfg.input_size[1:]) if cfg is not None and cfg.fixed_input_size else None
+
+
+def normalization(arch):
+    """The mean and std that `arch`'s pretrained weights expect, from timm's config."""
+    cfg = pretrained_cfg(arch)
+    if cfg is None: return None
+    return {'mean': [float(v) for v in cfg.mean], 'std': [float(v) for v in cfg.std]}
+
+
+def hub_repo(arch):
+    """The Hugging Face hub repo of `arch`'s pretrained weights, or None when timm gets them elsewhere."""
+    cfg = pretrained_cfg(arch)
+    return cfg.hf_hub_id if cfg is not None else None
+
+
+NO_WEIGHTS = 'pass --weights FILE (or a folder of cached Hugging Face hub files), or --no-pretrained'
+WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
+
+
+def hub_cached(arch, cache_dir=None):
+    """The cached hub file holding `arch`'s weights (in `cache_dir`, else the default hub cache), or None."""
+    from huggingface_hub import try_to_load_from_cache
+    repo = hub_repo(arch)
+    if not repo: return None
+    for f in WEIGHT_FILES:
+        hit = try_to_load_from_cache(repo, f, cache_dir=cache_dir)
+        if isinstance(hit, str): return Path(hit)
+    return None
+
+
+def check_hub(arch):
+    """Fail at once, not after minutes of retries, when the weights are neither cached nor downloadable."""
+    import socket
+    if not hub_repo(arch) or hub_cached(arch): return  # weights from a URL or elsewhere: let timm try
+    if os.environ.get('HF_HUB_OFFLINE', '').lower() in ('1', 'true', 'yes'):
+        raise ConfigError(f'pretrained weights for {arch} are not in the Hugging Face cache and HF_HUB_OFFLINE is set: {NO_WEIGHTS}')
+    try: socket.create_connection(('huggingface.co', 443), timeout=5).close()
+    except OSError:
+        raise ConfigError(f'no network to download pretrained weights for {arch}: {NO_WEIGHTS}') from None
+
+
+def weights_file(arch, weights):
+    """The weights file for `arch` from --weights: a file, or a folder of cached Hugging Face hub files.
+
+    A hub-cache folder (as attached to a Kaggle notebook with internet off) is searched for timm's repo of
+    `arch`; a plain folder for `<arch>/model.safetensors` or a single weights file."""
+    w = Path(weights).expanduser()
+    if w.is_file(): return w
+    if not w.is_dir(): raise ConfigError(f'--weights {weights}: no such file or folder')
+    for root in (w, w / 'hub'):
+        hit = hub_cached(arch, cache_dir=root)
+        if hit: return hit
+    for d in (w / arch, w / arch.split('.')[0], w):
+        found = [d / f for f in WEIGHT_FILES if (d / f).is_file()]
+        if found: return found[0]
+    raise ConfigError(f'--weights {weights}: no weights for {arch} in it (expected a Hugging Face hub cache '
+                      f'with {hub_repo(arch) or arch}, or {arch}/model.safetensors)')

@@ -10,9 +10,9 @@ from comp.sample import write_sample
 
 @pytest.fixture(scope='session', autouse=True)
 def _cache(tmp_path_factory):
-    # Validation stamps and other caches go to a temporary folder, never the user's ~/.cache.
+    # What comp remembers between commands goes to a temporary folder, never the user's ~/.cache.
     mp = pytest.MonkeyPatch()
-    mp.setenv('COMP_CACHE', str(tmp_path_factory.mktemp('cache')))
+    mp.setenv('COMP_STATE_DIR', str(tmp_path_factory.mktemp('state')))
     yield
     mp.undo()
 
@@ -43,6 +43,18 @@ def workspace(tiny_sample, tmp_path, monkeypatch):
     competition.record(competition.load(tiny_sample), ws)
     monkeypatch.chdir(ws)
     return ws
+
+
+@pytest.fixture(scope='session')
+def two_runs(tiny_sample, tmp_path_factory):
+    """(workspace, run a, run b): two tiny test_convnext runs on the tiny sample's shared split, trained once for
+    every module that predicts, ensembles or reads what a run records. Tests may add predictions and submissions."""
+    from comp import train
+    ws = tmp_path_factory.mktemp('two-runs')
+    competition.record(competition.load(tiny_sample), ws)
+    a = train.train(train.TrainConfig(arch='test_convnext', epochs=2, workers=0), workdir=ws, quiet=True)
+    b = train.train(train.TrainConfig(arch='test_convnext', epochs=1, lr=0.03, workers=0), workdir=ws, quiet=True)
+    return ws, a, b
 
 
 def comp_cli(*args, cwd=None, env=None, timeout=900):

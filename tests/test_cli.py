@@ -28,9 +28,19 @@ def test_no_competition_is_one_line_error(tmp_path):
     assert 'comp sample DIR' in r.stderr
 
 
-def test_debug_variable_shows_traceback(tmp_path):
-    r = comp_cli('score', 'x.csv', cwd=tmp_path, env={'COMP_DEBUG': '1'})
-    assert r.returncode != 0 and 'Traceback' in r.stderr
+def test_debug_variable_shows_the_traceback_of_the_same_error(workspace):
+    plain = comp_cli('score', 'x.csv', cwd=workspace)
+    assert plain.returncode == 1 and plain.stderr == 'error: x.csv: no such file\n'
+    r = comp_cli('score', 'x.csv', cwd=workspace, env={'COMP_DEBUG': '1'})
+    assert r.returncode == 1 and r.stderr.startswith('Traceback')
+    assert r.stderr.rstrip().splitlines()[-1] == 'comp.errors.SubmissionError: x.csv: no such file'
+
+
+def test_a_bad_pretrained_tag_is_one_line(workspace):
+    r = comp_cli('train', '--arch', 'convnext_small.nosuchtag', cwd=workspace)
+    assert r.returncode == 1 and 'Traceback' not in r.stderr and r.stderr.count('\n') == 1
+    assert "convnext_small has no pretrained tag 'nosuchtag'" in r.stderr and 'fb_in22k' in r.stderr
+    assert not (workspace / 'runs').exists()
 
 
 def test_unknown_arch_suggests_close_match(workspace):

@@ -1,28 +1,88 @@
-"""Issue 3's training features, each with real fastai training of timm's tiny models."""
+"""Training: the resolved config, the schedules, lr_find, resume, weights, multi-target, and what a run records,
+with real fastai training of timm's tiny models."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import timm
 import torch
 
 from comp import competition, runs, train
-from comp.errors import CompError
-from comp.train import TrainConfig, build_learner, resolve
+from comp.errors import CompError, ConfigError
+from comp.learner import build_learner, no_bars, training_learner
+from comp.train import TrainConfig, resolve
 from conftest import comp_cli
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 
 def tc(**kw):
     return TrainConfig(**{'arch': 'test_convnext', 'epochs': 1, 'workers': 0, **kw})
 
 
+def test_options_override_recipe_and_config_is_explicit():
+    c = resolve(TrainConfig(arch='convnext_small', size='224x160', resize=('crop', '320x240'), bs=8, accum=4,
+                            lr='0.002', epochs=3, schedule='one_cycle'))
+    assert c['size'] == [224, 160] and c['resize'] == ['crop', [320, 240]]
+    assert (c['bs'], c['accum'], c['lr'], c['epochs'], c['schedule']) == (8, 4, 0.002, 3, 'one_cycle')
+    assert c['arch'] == 'convnext_small.fb_in22k' and c['pretrained'] is True and c['workers'] >= 1
+    d = resolve(TrainConfig(arch='convnext_small'))
+    assert (d['bs'], d['accum'], d['size'], d['resize']) == (32, 1, [256, 192], ['pad', [480, 360]])
+
+
+@pytest.mark.parametrize('kw, msg', [
+    (dict(arch='vit_small', size=256), 'only takes 224x224'),
+    (dict(schedule='warmup'), 'use fine_tune or one_cycle'),
+    (dict(precision='fp8'), 'use auto, fp32, fp16, bf16'),
+    (dict(lr='fast'), 'use a number such as 0.01, or auto'),
+    (dict(resize=('stretch', 480)), 'use squish, crop or pad'),
+    (dict(target='age'), 'use disease or disease+variety'),
+    (dict(bs=0), '--bs must be at least 1'),
+])
+def test_bad_options_say_how_to_fix(kw, msg):
+    with pytest.raises(ConfigError, match=msg.replace('+', r'\+')): resolve(TrainConfig(**kw))
+
+
+@slow
+def test_run_directory_records_everything(two_runs):
+    ws, run, _ = two_runs
+    for f in ('config.json', 'env.json', 'metrics.csv', 'model.pth', 'vocab.json', 'preds_valid.csv',
+              'result.json', 'loss.png', 'confusion.png'):
+        assert (run / f).is_file(), f
+    assert not (run / 'checkpoint.pth').exists()
+    cfg = json.loads((run / 'config.json').read_text())
+    assert [k for k, v in cfg.items() if v is None] == ['weights', 'folds', 'normalize', 'images']  # the rest filled in
+    assert cfg['arch'] == 'test_convnext.r160_in1k' and cfg['size'] == [64, 64] and cfg['epochs'] == 2
+    metrics = pd.read_csv(run / 'metrics.csv')
+    assert list(metrics['epoch']) == [1, 2]
+    assert {'train_loss', 'valid_loss', 'error_rate'} <= set(metrics.columns)
+    assert run.status == 'complete'
+    env = json.loads((run / 'env.json').read_text())
+    assert env['packages']['fastai'] and env['packages']['timm']
+
+
+@slow
+def test_validation_error_matches_saved_predictions(two_runs, tiny_sample):
+    ws, run, _ = two_runs
+    valid = pd.read_csv(run / 'preds_valid.csv')
+    vocab = json.loads((run / 'vocab.json').read_text())
+    assert vocab == sorted(vocab) and len(vocab) == 10
+    err = (np.array(vocab)[valid[vocab].to_numpy().argmax(1)] != valid['label']).mean()
+    assert json.loads((run / 'result.json').read_text())['valid_error'] == pytest.approx(err)
+    np.testing.assert_allclose(valid[vocab].sum(1), 1, atol=1e-4)
+    # the validation images are the stored shared split's, none of them in training
+    split = pd.read_csv(ws / 'splits' / 'valid0.2_seed42.csv', dtype=str)
+    assert set(valid['image_id']) == set(split.loc[split['fold'] == '0', 'image_id'])
+
+
+@slow
 def test_lr_auto_runs_lr_find_and_trains_with_its_suggestion(workspace):
     run = train.train(tc(lr='auto'), quiet=True)
     found = json.loads((run / 'lr_find.json').read_text())
@@ -31,13 +91,13 @@ def test_lr_auto_runs_lr_find_and_trains_with_its_suggestion(workspace):
     assert json.loads((run / 'result.json').read_text())['lr'] == pytest.approx(found['suggestions']['valley'])
 
 
+@slow
 def test_resume_keeps_the_learning_rate_lr_find_chose(workspace):
     run = train.train(tc(lr='auto', epochs=2, schedule='one_cycle'), quiet=True)
     chosen = json.loads((run / 'lr_find.json').read_text())
     # make the run look interrupted after epoch 1, with a different model state than lr_find saw
     (run / 'result.json').unlink()
-    runs.set_status(run, 'running', epochs_done=1)
-    import shutil
+    run.set_status('running', epochs_done=1)
     shutil.copy(run / 'model.pth', run / 'checkpoint.pth')
     stamp = (run / 'lr_find.png').stat().st_mtime_ns
     train.train(None, resume=run.name, quiet=True)
@@ -46,6 +106,7 @@ def test_resume_keeps_the_learning_rate_lr_find_chose(workspace):
     assert (run / 'lr_find.png').stat().st_mtime_ns == stamp  # lr_find did not run again
 
 
+@slow
 def test_schedules_fine_tune_adds_a_frozen_epoch(workspace):
     one = train.train(tc(epochs=2, schedule='one_cycle'), quiet=True)
     ft = train.train(tc(epochs=2, schedule='fine_tune'), quiet=True)
@@ -53,9 +114,10 @@ def test_schedules_fine_tune_adds_a_frozen_epoch(workspace):
     assert list(pd.read_csv(ft / 'metrics.csv')['epoch']) == [1, 2, 3]
 
 
+@slow
 def test_fine_tune_keeps_the_body_frozen_then_trains_it_with_comps_optimizer(workspace, tmp_path):
     comp = competition.find()
-    learn, _ = train.training_learner(resolve(tc(), comp), comp, tmp_path, tmp_path)
+    learn, _ = training_learner(resolve(tc(), comp), comp, tmp_path, tmp_path)
     learn.create_opt()
     assert isinstance(learn.opt.opt, torch.optim.AdamW)  # PyTorch's multi-tensor step, not fastai's per-parameter loop
     convs = [m.weight for m in learn.model[0].modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
@@ -67,7 +129,7 @@ def test_fine_tune_keeps_the_body_frozen_then_trains_it_with_comps_optimizer(wor
         def after_fit(self): snaps.append([p.detach().clone() for p in convs + head])
     learn.add_cb(Snap())
     start = [p.detach().clone() for p in convs + head]
-    train.fit(train.no_bars(learn), 'fine_tune', 1, 1e-2)
+    train.fit(no_bars(learn), 'fine_tune', 1, 1e-2)
     frozen, unfrozen = snaps
     n = len(convs)
     assert all(torch.equal(a, b) for a, b in zip(start[:n], frozen[:n]))       # body untouched while frozen
@@ -75,6 +137,7 @@ def test_fine_tune_keeps_the_body_frozen_then_trains_it_with_comps_optimizer(wor
     assert any(not torch.equal(a, b) for a, b in zip(frozen[:n], unfrozen[:n]))  # then the body trained
 
 
+@slow
 def test_runs_validate_on_the_same_images(workspace):
     a = train.train(tc(), quiet=True)
     b = train.train(tc(arch='test_vit'), quiet=True)
@@ -84,6 +147,7 @@ def test_runs_validate_on_the_same_images(workspace):
     assert ids(c) != ids(a)
 
 
+@slow
 def test_multi_target_trains_two_heads_and_predicts_disease(workspace):
     run = train.train(tc(target='disease+variety', epochs=2), quiet=True)
     m = pd.read_csv(run / 'metrics.csv')
@@ -93,7 +157,7 @@ def test_multi_target_trains_two_heads_and_predicts_disease(workspace):
     valid = pd.read_csv(run / 'preds_valid.csv')
     assert list(valid.columns[2:]) == vocab
     from comp.predict import predict
-    sub = pd.read_csv(predict(run), dtype=str)
+    sub = pd.read_csv(predict(run)['submission'], dtype=str)
     assert set(sub['label']) <= set(vocab)
 
 
@@ -135,6 +199,7 @@ def test_weights_from_a_hub_cache_folder(workspace, tmp_path):
                       competition.find(), tmp_path, '.', for_training=True)
 
 
+@slow
 def test_no_network_and_no_weights_is_one_line_error(workspace, monkeypatch):
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     monkeypatch.setenv('HF_HUB_CACHE', str(workspace / 'empty-hub-cache'))
@@ -146,6 +211,7 @@ def test_no_network_and_no_weights_is_one_line_error(workspace, monkeypatch):
     assert '--weights' in r.stderr
 
 
+@slow
 @pytest.mark.parametrize('schedule, epochs, total', [('one_cycle', 6, 6), ('fine_tune', 5, 6)])
 def test_resume_after_killed_process(workspace, schedule, epochs, total):
     # fine_tune's frozen epoch counts as epoch 1, so a kill after epoch 2 resumes inside the unfrozen phase
@@ -157,13 +223,13 @@ def test_resume_after_killed_process(workspace, schedule, epochs, total):
     while time.time() < deadline:
         found = list((workspace / 'runs').glob('*/status.json')) if (workspace / 'runs').exists() else []
         if found and json.loads(found[0].read_text()).get('epochs_done', 0) >= 2:
-            run = found[0].parent
+            run = runs.Run(found[0].parent)
             break
         time.sleep(0.2)
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert run is not None, 'training never got to epoch 2'
-    assert runs.status(run) == 'incomplete'
+    assert run.status == 'incomplete'
     assert not (run / 'result.json').exists() and not (run / 'model.pth').exists()
     done = json.loads((run / 'status.json').read_text())['epochs_done']
     assert done < total
@@ -171,7 +237,7 @@ def test_resume_after_killed_process(workspace, schedule, epochs, total):
     assert json.loads(r.stdout)[0]['status'] == 'incomplete'
     r = comp_cli('train', '--resume', run.name, cwd=workspace)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert runs.status(run) == 'complete'
+    assert run.status == 'complete'
     m = pd.read_csv(run / 'metrics.csv')
     assert list(m['epoch']) == list(range(1, total + 1))
     assert f'epoch {done + 1}:' in r.stdout and f'epoch {done}:' not in r.stdout
@@ -179,18 +245,7 @@ def test_resume_after_killed_process(workspace, schedule, epochs, total):
     assert r.returncode == 1 and 'already complete' in r.stderr
 
 
-def test_runs_table_best_first(workspace):
-    a = train.train(tc(epochs=1), quiet=True)
-    b = train.train(tc(epochs=2, lr=0.02), quiet=True)
-    rows = json.loads(comp_cli('runs', '--json', cwd=workspace).stdout)
-    errs = [r['error'] for r in rows]
-    assert errs == sorted(errs) and {r['run'] for r in rows} == {a.name, b.name}
-    for col in ('arch', 'size', 'epochs', 'lr', 'precision', 'target', 'fold', 'error', 'tta_error', 'minutes', 'status'):
-        assert col in rows[0]
-    text = comp_cli('runs', cwd=workspace).stdout
-    assert text.splitlines()[0].split()[:3] == ['run', 'arch', 'size'] and a.name in text
-
-
+@slow
 def test_epoch_lines_when_not_a_terminal(workspace):
     r = comp_cli('train', '--arch', 'test_convnext', '--epochs', '2', '--workers', '0', cwd=workspace)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -200,15 +255,14 @@ def test_epoch_lines_when_not_a_terminal(workspace):
 
 
 def test_precision_this_machine_lacks_fails_before_any_run(workspace):
-    from comp.errors import ConfigError
     if torch.cuda.is_available(): pytest.skip('this machine has a GPU')
     with pytest.raises(ConfigError, match='needs a CUDA GPU'):
         train.train(tc(precision='fp16'), quiet=True)
     assert not (workspace / 'runs').exists() or not any((workspace / 'runs').iterdir())
 
 
+@slow
 def test_gradient_accumulation_keeps_effective_batch(workspace, tmp_path):
-    from comp.train import training_learner
     c = resolve(tc(bs=8, accum=3), competition.find())
     learn, precision = training_learner(c, competition.find(), tmp_path, '.')
     assert precision == 'fp32'
@@ -220,3 +274,14 @@ def test_gradient_accumulation_keeps_effective_batch(workspace, tmp_path):
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4)
     n_batches = len(learn.dls.train)
     assert 0 < len(steps) <= n_batches // 3 + 1 < n_batches  # one step per 3 batches of 8
+
+
+@slow
+def test_a_finished_run_gives_its_cache_back(workspace, tmp_path, monkeypatch):
+    # A notebook trains several archs in one process; fastai's reference cycles would keep each run's cache
+    # in /dev/shm (memory) until the garbage collector happened to run.
+    (tmp_path / 'cache').mkdir()
+    monkeypatch.setenv('COMP_DECODE_CACHE_DIR', str(tmp_path / 'cache'))
+    run = train.train(train.TrainConfig(arch='test_convnext', epochs=1, workers=0), quiet=True)
+    assert json.loads((run / 'result.json').read_text())['decode_cache'].endswith(str(tmp_path / 'cache'))
+    assert list((tmp_path / 'cache').iterdir()) == []

@@ -1,0 +1,106 @@
+"""A fastai Learner from a resolved config, for training and for prediction: DataLoaders, the timm model and its
+weights, the optimizer, precision, progress output; and the validation predictions and error metric of a learner."""
+from pathlib import Path
+
+from . import data, zoo
+from .errors import CompError, ConfigError
+
+TARGETS = {'disease': ('label',), 'disease+variety': ('label', 'variety')}
+
+
+def build_learner(c, comp, run, workdir, for_training=False):
+    """DataLoaders and a fastai learner for a resolved config; weights are loaded only when training.
+
+    A learner not for training predicts: its decode-once cache holds the test and validation images."""
+    from fastai.vision.all import Normalize, vision_learner
+    valid = data.valid_ids(comp, workdir, c['seed'], c['valid_pct'], c['folds'], c['fold'])
+    targets = TARGETS[c['target']]
+    test = () if for_training else list(data.test_items(comp)['path'])
+    dls = data.dataloaders(comp, valid, c['size'], c['resize'], c['bs'], targets, c['workers'], c['seed'],
+                           root=c.get('images'), cache=c.get('cache', True), test=test)
+    kw = {}
+    if len(targets) > 1:
+        from .callbacks import MultiTargetLoss, multi_target_metrics
+        sizes = [len(v) for v in dls.vocab]
+        kw.update(n_out=sum(sizes), loss_func=MultiTargetLoss(sizes), metrics=multi_target_metrics(sizes, targets))
+    else:
+        from fastai.vision.all import error_rate
+        kw['metrics'] = error_rate
+    pretrained = bool(c['pretrained']) and for_training
+    if pretrained and c.get('weights'): kw['pretrained_cfg_overlay'] = {'file': str(zoo.weights_file(c['arch'], c['weights']))}
+    elif pretrained: zoo.check_hub(c['arch'])
+    try:
+        learn = vision_learner(dls, c['arch'], pretrained=pretrained, normalize=False, path=Path(run), model_dir='.',
+                               opt_func=adamw, **kw)
+    except (OSError, RuntimeError, ValueError) as e:
+        if not pretrained: raise
+        raise CompError(f'could not load pretrained weights for {c["arch"]} ({type(e).__name__}): {zoo.NO_WEIGHTS}') from e
+    norm = c.get('normalize', zoo.normalization(c['arch']) if c['pretrained'] else None)
+    if norm:  # the pretrained model's own statistics, recorded in the config
+        dls.add_tfms([Normalize.from_stats(norm['mean'], norm['std'])], 'after_batch')
+    return learn
+
+
+def training_learner(c, comp, run, workdir):
+    """The learner a run trains: weights loaded, mixed precision, channels-last and gradient accumulation applied."""
+    import torch
+    from fastai.vision.all import GradientAccumulation
+    learn = build_learner(c, comp, run, workdir, for_training=True)
+    p = precision(c['precision'])
+    if p == 'fp16': learn.to_fp16()
+    elif p == 'bf16': learn.to_bf16()
+    if c['channels_last']:
+        learn.model = learn.model.to(memory_format=torch.channels_last)
+    # fastai counts samples: one optimizer step per bs x accum images keeps the recipe's effective batch.
+    if c['accum'] > 1: learn.add_cb(GradientAccumulation(c['bs'] * c['accum']))
+    return learn, p
+
+
+def adamw(params, **kw):
+    """fastai's Adam (betas 0.9/0.99, eps 1e-5, decoupled weight decay 0.01) as PyTorch's AdamW, in fastai's wrapper.
+
+    fastai's own Adam steps each parameter in Python, several small kernels apiece; on a GPU that loop, not the
+    model, set the pace (bench/README.md). PyTorch's AdamW steps all parameters in a few multi-tensor kernels.
+    Unlike fastai's, it also decays norm and bias weights."""
+    import torch
+    from fastai.optimizer import OptimWrapper
+    return OptimWrapper(params, opt=torch.optim.AdamW, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01, **kw)
+
+
+def precision(p):
+    """The precision a run trains in: `p`, or for 'auto' bf16 / fp16 on a CUDA GPU and fp32 on CPU."""
+    import torch
+    if p != 'auto':
+        if p != 'fp32' and not torch.cuda.is_available():
+            raise ConfigError(f'--precision {p} needs a CUDA GPU: use fp32 or auto on this machine')
+        if p == 'bf16' and not torch.cuda.is_bf16_supported():
+            raise ConfigError('this GPU has no bf16: use --precision fp16 or auto')
+        return p
+    if not torch.cuda.is_available(): return 'fp32'
+    return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+
+
+def no_bars(learn):
+    """Off a terminal (CI, logs, a notebook's saved output): RunLog's one line per epoch replaces fastprogress's bars
+    and fastai's raw lists."""
+    from fastai.vision.all import ProgressCallback
+    from fastcore.basics import noop
+    learn.remove_cb(ProgressCallback)
+    learn.logger = noop
+    return learn
+
+
+def valid_preds(learn, comp, vocab, dl=None, probs=None):
+    """Validation probabilities (computed on `dl`, else given as `probs`) with image ids and true labels, as a DataFrame."""
+    import pandas as pd
+    if probs is None: probs, _ = learn.get_preds(dl=dl or learn.dls.valid)
+    items = learn.dls.valid.items
+    df = pd.DataFrame(probs[:, :len(vocab)].numpy(), columns=vocab)
+    df.insert(0, 'label', items[comp.layout.label_col].to_numpy())
+    df.insert(0, comp.layout.id_col, items[comp.layout.id_col].to_numpy())
+    return df
+
+
+def error(valid, vocab):
+    """Error rate of a validation-probabilities frame (columns: id, label, one per vocab entry)."""
+    return float((valid[vocab].to_numpy().argmax(1) != valid['label'].map(vocab.index).to_numpy()).mean())

@@ -1,0 +1,63 @@
+"""Ensembles of runs: weighted averages, validation error on the shared split, weight search."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from comp import ensemble
+from comp.errors import CompError
+
+
+@pytest.mark.slow
+def test_ensemble_arithmetic_and_sidecar(two_runs, tiny_sample):
+    ws, a, b = two_runs
+    out = ensemble.ensemble([a, b], blend='3,1', name='ens31', workdir=ws)
+    assert out['weights'] == [0.75, 0.25] and out['shared_split']
+    vocab = json.loads((a / 'vocab.json').read_text())
+    pa = pd.read_csv(a / 'preds_test.csv', dtype={'image_id': str}).set_index('image_id')[vocab]
+    pb = pd.read_csv(b / 'preds_test.csv', dtype={'image_id': str}).set_index('image_id')[vocab]
+    expect = (0.75 * pa + 0.25 * pb).idxmax(axis=1)
+    sub = pd.read_csv(out['submission'], dtype=str)
+    assert list(sub['image_id']) == list(pd.read_csv(tiny_sample / 'sample_submission.csv', dtype=str)['image_id'])
+    assert list(sub['label']) == list(expect[sub['image_id']])
+    va = pd.read_csv(a / 'preds_valid.csv', dtype={'image_id': str}).set_index('image_id')
+    vb = pd.read_csv(b / 'preds_valid.csv', dtype={'image_id': str}).set_index('image_id').loc[va.index]
+    mix = 0.75 * va[vocab] + 0.25 * vb[vocab]
+    assert out['valid_error'] == pytest.approx((mix.idxmax(axis=1) != va['label']).mean())
+    side = json.loads((ws / 'submissions' / 'ens31.json').read_text())
+    assert side['runs'] == [a.name, b.name] and side['weights'] == [0.75, 0.25]
+
+
+@pytest.mark.slow
+def test_weight_search_never_worse_than_equal(two_runs):
+    ws, a, b = two_runs
+    out = ensemble.ensemble([a, b], search_weights=True, name='searched', workdir=ws)
+    assert out['valid_error'] <= out['equal_weights_error']
+    assert out['search_gain'] == pytest.approx(out['equal_weights_error'] - out['valid_error'])
+
+
+def test_weight_search_finds_the_good_model():
+    rng = np.random.default_rng(0)
+    vocab = ['a', 'b', 'c']
+    y = rng.integers(0, 3, 200)
+    good = np.eye(3)[y] * 0.6 + 0.4 / 3
+    noise = rng.dirichlet([1, 1, 1], 200)
+    labels = pd.Series(np.array(vocab)[y])
+    vp = np.stack([noise, good, noise[::-1]])
+    w = ensemble.search(vp, labels, vocab)
+    assert ensemble._err(vp, w, labels, vocab) == 0 < ensemble._err(vp, [1, 1, 1], labels, vocab)
+    assert w[1] > 0
+
+
+@pytest.mark.slow
+def test_ensemble_refuses_a_run_with_another_vocab(two_runs, tmp_path):
+    ws, a, b = two_runs
+    c = ws / 'runs' / 'other-vocab'
+    shutil.copytree(b, c)
+    v = json.loads((c / 'vocab.json').read_text())
+    (c / 'vocab.json').write_text(json.dumps(v[::-1]))
+    with pytest.raises(CompError, match='run other-vocab has a different vocab'):
+        ensemble.ensemble([a, c], workdir=ws)
+    shutil.rmtree(c)

@@ -1,0 +1,67 @@
+"""The runs table (best validation error first, unfinished runs last) and run status."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from comp import runs
+from conftest import comp_cli
+
+
+def _copy(run, name, **result):
+    """A copy of `run` under another name with some result values replaced: a run with a known error."""
+    dest = run.path.parent / name
+    shutil.copytree(run.path, dest)
+    copy = runs.Run(dest)
+    copy.update_result(**result)
+    return copy
+
+
+@pytest.mark.slow
+def test_runs_table_best_first_unfinished_last(two_runs):
+    ws, a, b = two_runs
+    lo, hi = sorted([a.result['valid_error'], b.result['valid_error']])
+    worst = _copy(a, 'zz-worst', valid_error=hi + 0.5)
+    best = _copy(b, '00-best', valid_error=lo / 2 - 0.01)
+    unfinished = _copy(a, 'mm-unfinished')
+    unfinished.result_file.unlink()
+    unfinished.status_file.write_text(json.dumps({'status': 'running', 'epochs_done': 1, 'pid': _ended_pid()}))
+    try:
+        rows = json.loads(comp_cli('runs', '--json', cwd=ws).stdout)
+        names = [r['run'] for r in rows]
+        assert names[0] == best.name and names[-2:] == [worst.name, unfinished.name], names
+        assert {a.name, b.name} <= set(names[1:3])
+        assert rows[-1]['status'] == 'incomplete' and rows[-1]['error'] is None  # its process has exited
+        errs = [r['error'] for r in rows[:-1]]
+        assert errs == sorted(errs)
+        for col in ('arch', 'size', 'epochs', 'lr', 'precision', 'target', 'fold', 'error', 'tta_error', 'minutes', 'status'):
+            assert col in rows[0]
+        text = comp_cli('runs', cwd=ws).stdout
+        assert text.splitlines()[0].split()[:3] == ['run', 'arch', 'size'] and text.splitlines()[1].startswith(best.name)
+    finally:
+        for r in (worst, best, unfinished): shutil.rmtree(r.path)
+
+
+def test_a_running_run_whose_process_is_gone_is_incomplete(tmp_path):
+    run = runs.create(tmp_path, {'name': 'x'})
+    assert run.status == 'running'  # this process
+    rec = run.status_record()
+    rec['pid'] = _ended_pid()
+    run.status_file.write_text(json.dumps(rec))
+    assert run.status == 'incomplete'
+    run.set_status('complete')
+    assert run.status == 'complete' and runs.find(run.name, tmp_path) == run
+    assert oct(os.stat(run.config_file).st_mode & 0o777) == oct(0o666 & ~_umask())  # not mkstemp's 0600
+
+
+def _ended_pid():
+    return int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout)
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
