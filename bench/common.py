@@ -27,9 +27,15 @@ def parser(doc):
 
 
 def machine():
+    """The machine as this process sees it: the cores it may use (its affinity, as `taskset` or a container sets it,
+    beside the host's count), the device, versions and the git commit of the code measured."""
     import torch
-    return {'cpu_count': os.cpu_count(), 'platform': platform.platform(), 'python': sys.version.split()[0],
-            'torch': torch.__version__, 'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}
+    from comp.machine import cpus
+    from comp.runs import git_commit
+    return {'cpus_usable': cpus(), 'cpus_host': os.cpu_count(), 'platform': platform.platform(),
+            'python': sys.version.split()[0], 'torch': torch.__version__,
+            'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu',
+            'git_commit': git_commit(ROOT)}
 
 
 def record(name, rows, extra=None):

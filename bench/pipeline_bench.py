@@ -38,7 +38,7 @@ def main():
                                        batch_tfms=aug_transforms(size=128, min_scale=0.75))
     fa = epochs(ref.train, a.epochs)
     with tempfile.TemporaryDirectory() as tmp:
-        root = resize.resize(comp, a.resized, workdir=tmp)[0] if a.resized else None
+        root = resize.resize(a.resized, comp, workdir=tmp)[0] if a.resized else None
         # the item size the reference resizes to before augmenting, capped by the copy's short side
         item = 480 if not a.resized else min(480, int(a.resized * 0.75))
         side = min(480, a.resized or 480)

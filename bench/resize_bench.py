@@ -55,9 +55,9 @@ def main():
         with Timer() as t_fa:  # the reference: fastai's resize_images(max_size=...) as in "Road to the Top" part 2
             resize_images(src, dest=Path(tmp) / 'fastai', max_size=a.size, recurse=True)
         with Timer() as t_comp:
-            resize.resize(comp, a.size, workdir=Path(tmp) / 'comp')
+            resize.resize(a.size, comp, workdir=Path(tmp) / 'comp')
         with Timer() as t_again:
-            _, redone = resize.resize(comp, a.size, workdir=Path(tmp) / 'comp')
+            _, redone = resize.resize(a.size, comp, workdir=Path(tmp) / 'comp')
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
         ms = stages(sorted(get_image_files(src / 'train_images'))[:300], a.size, tmp)
     rows.append({'tool': 'fastai resize_images', 'images': n, 'seconds': round(t_fa.s, 1), 'images_per_s': round(n / t_fa.s, 1), 'ratio': 1.0})

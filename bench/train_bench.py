@@ -5,7 +5,7 @@
    synthetic-aug: uint8 random tensors at the item size on the GPU, through fastai's batch augmentation;
    X-ahead (synthetic, synthetic-aug, comp): X with the smoothed loss kept on the GPU and non-blocking
    copies, so the CPU can run ahead (run_ahead);
-2. comp: the learner `comp train` builds (comp.train.training_learner) with a squish item resize, so
+2. comp: the learner `comp train` builds (comp.learner.training_learner) with a squish item resize, so
    each image is decoded once per run, read from a `comp resize` copy;
 3. recipe: the same with the zoo recipe's own item resize (convnext_small: pad 480x360, not cacheable);
 4. plain: fastai as the reference used it, ImageDataLoaders.from_folder with Resize(480, squish) on the
@@ -110,7 +110,7 @@ def run_ahead(learn):
 def run(learn, epochs, ahead=False):
     """Train `learn` for `epochs` one-cycle epochs; images/s of each epoch's training and peak GPU memory."""
     import torch
-    from comp.train import no_bars
+    from comp.learner import no_bars
     no_bars(learn)
     learn.model.to(learn.dls.device)
     # A model left on the CPU "trains" at a few images/s under CUDA autocast: fail instead of measuring that.
@@ -150,7 +150,7 @@ def main():
     import torch
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     from fastai.vision.all import Adam, ImageDataLoaders, Resize, aug_transforms, set_seed, vision_learner
-    from comp import competition, data, resize, train, zoo
+    from comp import cache, competition, learner, resize, train, zoo
     from comp.machine import cpus
     comp = competition.load(src)
     say('competition loaded')
@@ -165,12 +165,12 @@ def main():
             c['images'] = train._images(comp, c, tmp, quiet=False)
             run_dir = os.path.join(tmp, 'run')
             os.makedirs(run_dir, exist_ok=True)
-            return train.training_learner(c, comp, run_dir, tmp)[0]
+            return learner.training_learner(c, comp, run_dir, tmp)[0]
 
         # The smallest copy each item resize can use (a 480x640 photo's short side is 3/4 of its longest).
         copies = sorted({-(-max(r) * 4 // 3) for r in ((a.item, a.item), recipe.resize[1])})
         for copy in copies:
-            if copy < 640: resize.resize(comp, copy, workdir=tmp)
+            if copy < 640: resize.resize(copy, comp, workdir=tmp)
         say('resized copies:', copies)
         for p in a.precision:
             # random tensors need no workers: one run each
@@ -207,7 +207,7 @@ def main():
                 rows.append({'precision': p, 'input': what, 'workers': workers,
                              **{f'epoch{i + 1}': r for i, r in enumerate(rates)}, 'gpu_mem_gib': mem})
                 say(rows[-1])
-                data.release_cache(learn.dls)
+                cache.release(learn.dls)
                 del learn
                 if torch.cuda.is_available(): torch.cuda.empty_cache()
     for p in a.precision:

@@ -18,10 +18,9 @@ def main():
     import numpy as np
     import torch
     from fastai.vision.all import set_seed
-    from comp import competition, predict, train
+    from comp import competition, learner, predict, train
     from comp.cache import ANY_SPLIT, VALID_ONLY
-    from comp.data import cache_of
-    from comp.files import read_json
+    from comp.cache import cache_of
     from comp.tta import tta
     src = sample(a.scale)
     # test_convnext's own item is squish 96x96; pad and crop keep Paddy's 3:4 portrait shape, as the recipes do
@@ -30,9 +29,9 @@ def main():
         competition.record(competition.load(src), ws)
         run = train.train(train.TrainConfig(arch='test_convnext', epochs=1, resize=resize), workdir=ws, quiet=True)
         learn, comp, _ = predict.load_learner(run, ws)
-        plain = train.build_learner({**read_json(run / 'config.json'), 'cache': False}, comp, run, ws)
+        plain = learner.build_learner({**run.config, 'cache': False}, comp, run, ws)
         plain.load('model', with_opt=False)
-        train.no_bars(plain)
+        learner.no_bars(plain)
         dl, plain_dl = predict.test_dl(learn, comp), predict.test_dl(plain, comp)
         assert cache_of(plain_dl.dataset) is None and cache_of(dl.dataset) is not None
         n_img = len(dl.dataset)
