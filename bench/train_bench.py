@@ -5,6 +5,8 @@
    synthetic-aug: uint8 random tensors at the item size on the GPU, through fastai's batch augmentation;
    X-ahead (synthetic, synthetic-aug, comp): X with the smoothed loss kept on the GPU and non-blocking
    copies, so the CPU can run ahead (run_ahead);
+   X-free (synthetic, synthetic-aug, comp, recipe): X with comp.loop.sync_free, no read back to the CPU per
+   batch anywhere in the loop (losses, metrics, bars, copies, and the batch augmentation's own reads);
 2. comp: the learner `comp train` builds (comp.learner.training_learner) with a squish item resize, so
    each image is decoded once per run, read from a `comp resize` copy;
 3. recipe: the same with the zoo recipe's own item resize (convnext_small: pad 480x360, not cacheable);
@@ -13,7 +15,8 @@
 The process is pinned to --cores CPUs (Kaggle's GPU notebooks have 4), and the DataLoader workers with it.
 Images/s are for the training phase of each epoch (validation is skipped), worker start-up included.
 Needs CUDA for bf16/fp16; `--precision fp32` runs anywhere (a smoke test on a CPU).
-Usage: python bench/train_bench.py [--scale full] [--cores 4] [--precision bf16 fp16] [--epochs 3]"""
+`--compile` compiles every learner's model (comp.loop.compile_model), `--channels-last` converts it.
+Usage: python bench/train_bench.py [--scale full] [--cores 4] [--precision bf16 fp16] [--epochs 3] [--compile]"""
 import os
 import tempfile
 import time
@@ -137,9 +140,11 @@ def main():
                     help="DataLoader workers, one run each (default: comp's and fastai's own)")
     ap.add_argument('--precision', nargs='+', default=['bf16', 'fp16'])
     ap.add_argument('--channels-last', action='store_true')
+    ap.add_argument('--compile', action='store_true', help="torch.compile each model (comp.loop.compile_model)")
     ap.add_argument('--inputs', nargs='+', default=['synthetic', 'comp', 'recipe', 'plain'],
                     choices=['synthetic', 'synthetic-adam', 'synthetic-aug', 'comp', 'recipe', 'plain',
-                             'synthetic-ahead', 'synthetic-aug-ahead', 'comp-ahead'])
+                             'synthetic-ahead', 'synthetic-aug-ahead', 'comp-ahead',
+                             'synthetic-free', 'synthetic-aug-free', 'comp-free', 'recipe-free'])
     a = ap.parse_args()
     if os.environ.get('BENCH_WATCHDOG'):  # print every thread's stack and exit if the run hangs
         import faulthandler
@@ -150,7 +155,9 @@ def main():
     import torch
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     from fastai.vision.all import Adam, ImageDataLoaders, Resize, aug_transforms, set_seed, vision_learner
-    from comp import cache, competition, learner, resize, train, zoo
+    from comp import cache, competition, resize, train, zoo
+    from comp.learner import training_learner
+    from comp.loop import compile_model, sync_free
     from comp.machine import cpus
     comp = competition.load(src)
     say('competition loaded')
@@ -165,7 +172,7 @@ def main():
             c['images'] = train._images(comp, c, tmp, quiet=False)
             run_dir = os.path.join(tmp, 'run')
             os.makedirs(run_dir, exist_ok=True)
-            return learner.training_learner(c, comp, run_dir, tmp)[0]
+            return training_learner(c, comp, run_dir, tmp)[0]
 
         # The smallest copy each item resize can use (a 480x640 photo's short side is 3/4 of its longest).
         copies = sorted({-(-max(r) * 4 // 3) for r in ((a.item, a.item), recipe.resize[1])})
@@ -176,10 +183,12 @@ def main():
             # random tensors need no workers: one run each
             for full, nw in [(i, w) for i in a.inputs for w in (a.workers[:1] if i.startswith('synth') else a.workers)]:
                 say('start', p, full, nw or '')
-                inp, ahead = full.removesuffix('-ahead'), full.endswith('-ahead')
+                inp, ahead, free = full.removesuffix('-ahead').removesuffix('-free'), full.endswith('-ahead'), full.endswith('-free')
                 set_seed(42)
                 if inp in ('synthetic', 'synthetic-adam', 'synthetic-aug', 'comp'):
                     learn = learner(p, ['squish', [a.item, a.item]], nw)
+                    # before the synthetic batches take the learner's batch transforms
+                    if free: sync_free(learn)
                     if inp.startswith('synthetic'):
                         learn.dls = synthetic(learn, len(learn.dls.train), a.bs, a.size, len(learn.dls.vocab),
                                               augment=a.item if inp == 'synthetic-aug' else None)
@@ -190,6 +199,7 @@ def main():
                             'comp': f'comp: squish {a.item}, decode once'}[inp]
                 elif inp == 'recipe':
                     learn = learner(p, list(recipe.resize), nw)
+                    if free: sync_free(learn)
                     what = f'comp: recipe item resize {recipe.resize[0]} {"x".join(map(str, recipe.resize[1]))}'
                 else:
                     dls = ImageDataLoaders.from_folder(src, train='train_images', valid_pct=0.2, seed=42, bs=a.bs,
@@ -203,6 +213,8 @@ def main():
                     what = 'plain fastai: from_folder, squish 480, originals'
                 workers = getattr(getattr(learn.dls.train, 'fake_l', None), 'num_workers', 0)
                 what += ', CPU runs ahead' if ahead else ''
+                what += ', sync_free' if free else ''
+                if a.compile: compile_model(learn)
                 rates, mem = run(learn, a.epochs, ahead)
                 rows.append({'precision': p, 'input': what, 'workers': workers,
                              **{f'epoch{i + 1}': r for i, r in enumerate(rates)}, 'gpu_mem_gib': mem})
@@ -218,10 +230,10 @@ def main():
         for r in rows:
             if r['precision'] == p: r['of_bound_from_epoch2'] = round(later(r) / later(bound[0]), 3)
     name = (f"train_{'gpu' if torch.cuda.is_available() else 'cpu'}-{cpus()}cores-{'-'.join(a.precision)}"
-            f"{'-channels_last' if a.channels_last else ''}")
+            f"{'-channels_last' if a.channels_last else ''}{'-compile' if a.compile else ''}")
     record(name, rows,
            {'scale': a.scale, 'arch': a.arch, 'size': a.size, 'bs': a.bs, 'epochs': a.epochs, 'cores': cpus(),
-            'channels_last': a.channels_last})
+            'channels_last': a.channels_last, 'compile': a.compile})
 
 
 if __name__ == '__main__':

@@ -71,6 +71,7 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
           fold: int = typer.Option(0, help='Which fold validates (with --folds).'),
           workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).'),
           cache: bool = typer.Option(True, '--cache/--no-cache', help='Decode each image once per run (budget: COMP_DECODE_CACHE_GB, default a quarter of memory).'),
+          sync_free: bool = typer.Option(False, '--sync-free', help='No per-batch read back to the CPU (losses, metrics, copies stay on the GPU).'),
           resume: Optional[str] = typer.Option(None, help='Continue an interrupted run (a directory or name from `comp runs`).')):
     """Train a model and record the run under runs/.
 
@@ -79,7 +80,7 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
     cfg = TrainConfig(arch=arch, data=str(data) if data else None, size=size, resize=resize, bs=bs, accum=accum, lr=lr,
                       epochs=epochs, schedule=schedule, pretrained=pretrained, weights=str(weights) if weights else None,
                       precision=precision, channels_last=channels_last, target=target, seed=seed, valid_pct=valid_pct,
-                      folds=folds, fold=fold, workers=workers, cache=cache)
+                      folds=folds, fold=fold, workers=workers, cache=cache, sync_free=sync_free)
     run = run_train(cfg, resume=resume)
     typer.echo(f'run: {run}')
     typer.echo(f'validation error: {run.result["valid_error"]:.4f}')

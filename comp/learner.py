@@ -53,6 +53,11 @@ def training_learner(c, comp, run, workdir):
         learn.model = learn.model.to(memory_format=torch.channels_last)
     # fastai counts samples: one optimizer step per bs x accum images keeps the recipe's effective batch.
     if c['accum'] > 1: learn.add_cb(GradientAccumulation(c['bs'] * c['accum']))
+    if c.get('sync_free'):
+        # No read back to the CPU per batch, so the CPU prepares the next batch while the GPU trains (comp.loop).
+        # Opt-in until its GPU figures are measured (bench/README.md); on a CPU there is nothing to overlap.
+        from .loop import sync_free
+        sync_free(learn)
     return learn, p
 
 

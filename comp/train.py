@@ -34,6 +34,7 @@ class TrainConfig:
     fold: int = 0
     workers: int = None
     cache: bool = True             # decode each image once per run, within comp.cache.budget()
+    sync_free: bool = False        # comp.loop's training loop without per-batch reads back to the CPU
 
 
 def resolve(cfg, comp=None):
