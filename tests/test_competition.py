@@ -1,3 +1,4 @@
+"""A competition folder: loading, every problem reported at once, other layouts, and finding the recorded one."""
 import shutil
 
 import pandas as pd

@@ -1,4 +1,4 @@
-"""Issue 17's loop without waits (comp.loop.sync_free): fastai's results, without reading the GPU back per batch.
+"""The training loop without waits (comp.loop.sync_free): fastai's results, without reading the GPU back per batch.
 
 There is no GPU here, so `DeviceReads` stands in for CUDA's sync debug mode: it follows which tensors would
 live on the GPU (the model's parameters and buffers, the batches fastai copies to the device with

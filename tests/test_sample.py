@@ -1,3 +1,4 @@
+"""The sample competition: Paddy Doctor's layout and proportions, deterministic per seed, labels not given away by colour."""
 import hashlib
 
 import numpy as np
