@@ -87,6 +87,33 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
 
 
 @app.command()
+def cv(arch: str = typer.Argument(..., help='A recipe from `comp zoo` or any timm model name.'),
+       folds: int = typer.Option(5, help='K: every fold of the shared K-fold split is trained.'),
+       data: Optional[Path] = DATA,
+       size: Optional[str] = typer.Option(None, help='Training image size, e.g. 224 or 256x192.'),
+       bs: Optional[int] = typer.Option(None, help='Batch size per step.'),
+       lr: Optional[str] = typer.Option(None, help='Learning rate, or auto.'),
+       epochs: Optional[int] = typer.Option(None, help='Epochs per fold.'),
+       pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained', help='Start from pretrained weights.'),
+       weights: Optional[Path] = typer.Option(None, help='Pretrained weights file, or a folder of cached Hugging Face hub files.'),
+       seed: int = typer.Option(42, help='Seed of the shared folds and of training.'),
+       workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).'),
+       resume: Optional[str] = typer.Option(None, help='Finish an interrupted CV group (a name from `comp runs`).')):
+    """Cross-validate: train every fold, record out-of-fold and fold-averaged test probabilities, print the CV error.
+
+    The group works wherever a run does: comp predict GROUP --tta 4, comp ensemble GROUP1 GROUP2 --search-weights.
+    Example: comp cv convnext_small --folds 5"""
+    from .cv import cv as run_cv
+    from .train import TrainConfig
+    cfg = TrainConfig(arch=arch, data=str(data) if data else None, size=size, bs=bs, lr=lr, epochs=epochs,
+                      pretrained=pretrained, weights=str(weights) if weights else None, seed=seed, workers=workers)
+    group = run_cv(cfg, folds=folds, resume=resume, echo=lambda m: typer.echo(m, err=True))
+    for m in group.members: typer.echo(f'  {m.name}: validation error {m.result["valid_error"]:.4f}')
+    typer.echo(f'group: {group}')
+    typer.echo(f'CV error: {group.result["valid_error"]:.4f} (out-of-fold, {group.result["n_valid"]} images)')
+
+
+@app.command()
 def predict(run: str = typer.Argument(..., help='A run directory or name from `comp runs`.'),
             tta: int = typer.Option(0, help='Test-time augmentation passes (0: none; fastai uses 4).'),
             beta: float = typer.Option(0.25, help='Weight of the plain pass in TTA.'),
@@ -202,10 +229,11 @@ def push_notebook(nb: Path = typer.Argument(..., help='A notebook from nbs/.'),
 
 
 @app.command()
-def runs(json_: bool = typer.Option(False, '--json', help='Print JSON for scripts.')):
-    """List the runs here, best validation error first."""
+def runs(json_: bool = typer.Option(False, '--json', help='Print JSON for scripts.'),
+         folds: bool = typer.Option(False, '--folds', help='List the fold runs of CV groups too.')):
+    """List the runs here, best validation error first (a CV group is one row)."""
     from .runs import table
-    rows = table('.')
+    rows = table('.', folds=folds)
     if json_:
         import json
         typer.echo(json.dumps(rows, indent=2))

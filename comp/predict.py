@@ -28,6 +28,7 @@ def predictions(run, tta=0, beta=0.25, workdir='.', comp=None):
     """(test, validation) probabilities of a run as DataFrames, computed once per TTA setting and stored in the run."""
     run = runs.find(run, workdir)
     comp = comp or competition.find(run.config['data'], workdir)
+    if run.members: return _group_predictions(run, tta, beta, workdir, comp)
     id_col = comp.layout.id_col
     if run.has_preds('test', tta) and run.has_preds('valid', tta) and (not tta or run.result.get('beta') == beta):
         return run.read_preds('test', tta, id_col), run.read_preds('valid', tta, id_col)
@@ -41,6 +42,21 @@ def predictions(run, tta=0, beta=0.25, workdir='.', comp=None):
     run.write_preds('valid', valid, tta)
     run.update_result(valid_error_tta=error(valid, vocab), tta=tta, beta=beta)
     return test, valid
+
+
+def _group_predictions(group, tta, beta, workdir, comp):
+    """A CV group's test probabilities averaged over its folds, and its out-of-fold validation probabilities."""
+    import pandas as pd
+    if any(m is None for m in group.members):
+        raise CompError(f'CV group {group.name} is {group.status}: finish it with `comp cv --resume {group.name}`')
+    parts = [predictions(m, tta, beta, workdir, comp) for m in group.members]
+    id_col = comp.layout.id_col
+    tests = [t.set_index(id_col) for t, _ in parts]
+    test = (sum(t.loc[tests[0].index] for t in tests) / len(tests)).reset_index()
+    oof = pd.concat([v for _, v in parts]).sort_values(id_col).reset_index(drop=True)
+    if oof[id_col].duplicated().any(): raise CompError(f'the folds of {group.name} validate on overlapping images')
+    if tta: group.update_result(valid_error_tta=error(oof, group.vocab), tta=tta, beta=beta)
+    return test, oof
 
 
 def predict(run, tta=0, beta=0.25, workdir='.', name=None):

@@ -56,6 +56,16 @@ class Run:
         if self._config is None: self._config = read_json(self.config_file)
         return self._config
 
+    def write_config(self, config):
+        """Replace the run's config (a CV group records its fold runs as they finish)."""
+        write_json(self.config_file, config)
+        self._config = dict(config)
+
+    @property
+    def members(self):
+        """The fold runs of a CV group, in fold order (None for a fold not trained yet); [] for a plain run."""
+        return [Run(self.path.parent / m) if m else None for m in self.config.get('members') or []]
+
     @property
     def result(self):
         """What training recorded (errors, timing, ...); {} before the run is complete."""
@@ -188,8 +198,16 @@ def summary(run):
             'minutes': round(res['seconds'] / 60, 1) if 'seconds' in res else None, 'status': run.status}
 
 
-def table(workdir='.'):
-    """Every run under `workdir/runs`, best validation error first (unfinished runs last)."""
+def all_runs(workdir='.'):
+    """Every run (and CV group) under `workdir/runs`, oldest first."""
     root = Path(workdir) / RUNS_DIR
-    rows = [summary(Run(p)) for p in sorted(root.iterdir()) if Run(p).config_file.exists()] if root.exists() else []
+    return [Run(p) for p in sorted(root.iterdir()) if Run(p).config_file.exists()] if root.exists() else []
+
+
+def table(workdir='.', folds=False):
+    """Every run under `workdir/runs`, best validation error first (unfinished runs last). A CV group is one row;
+    its fold runs are listed too with `folds`."""
+    every = all_runs(workdir)
+    members = {m.name for r in every for m in r.members if m is not None}
+    rows = [summary(r) for r in every if folds or r.name not in members]
     return sorted(rows, key=lambda r: (r['error'] is None, r['error'] if r['error'] is not None else 0))
