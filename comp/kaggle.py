@@ -400,10 +400,10 @@ def hub_weights(arch):
 def pack_weights(archs, out):
     """Copy the hub-cache files of `archs`' pretrained weights into `out` in the hub's own layout, with a manifest,
     so `--weights out` (comp.train.weights_file) finds them with no network."""
+    from . import zoo
     out = Path(out)
     manifest = {'archs': {}}
     for arch in archs:
-        from . import zoo
         repo, f = hub_weights(arch)
         rev = f.parent.name                      # hub files live in snapshots/<revision>/
         folder = out / f'models--{repo.replace("/", "--")}'
