@@ -221,11 +221,28 @@ def submissions():
 @app.command('push-notebook')
 def push_notebook(nb: Path = typer.Argument(..., help='A notebook from nbs/.'),
                   gpu: bool = typer.Option(True, '--gpu/--no-gpu', help='Run it on a Kaggle GPU.'),
-                  private: bool = typer.Option(True, '--private/--public', help='Kernel visibility.')):
-    """Push a notebook as a Kaggle kernel with the competition attached and comp installable offline."""
+                  private: bool = typer.Option(True, '--private/--public', help='Kernel visibility.'),
+                  internet: bool = typer.Option(False, '--internet/--no-internet',
+                                                help='Give the kernel internet (Paddy Doctor allows it; code competitions do not).'),
+                  weights: Optional[str] = typer.Option(None, help='Weights dataset to attach without internet (default: USER/comp-weights).')):
+    """Push a notebook as a Kaggle kernel with the competition attached and comp installable offline.
+
+    Example: comp push-weights resnet26d && comp push-notebook nbs/01-first-steps.ipynb --no-internet"""
     from .kaggle import push_notebook as push
-    out = push(nb, gpu=gpu, private=private, echo=lambda m: typer.echo(m, err=True))
-    typer.echo(f'pushed {out["kernel"]} (version {out["version"]}) with dataset {out["dataset"]}: {out["url"]}')
+    out = push(nb, gpu=gpu, private=private, internet=internet, weights=weights, echo=lambda m: typer.echo(m, err=True))
+    typer.echo(f'pushed {out["kernel"]} (version {out["version"]}, internet {"on" if out["internet"] else "off"}) '
+               f'with datasets {", ".join(out["datasets"])}: {out["url"]}')
+
+
+@app.command('push-weights')
+def push_weights(arch: List[str] = typer.Argument(..., help='Recipes from `comp zoo` or timm model names.'),
+                 dataset: Optional[str] = typer.Option(None, help='Dataset to push to (default: USER/comp-weights).')):
+    """Push the recipes' pretrained weights (Hugging Face hub cache files) as a Kaggle dataset for offline notebooks.
+
+    Example: comp push-weights convnext_large vit_large swin_large swinv2_large"""
+    from .kaggle import push_weights as push
+    out = push(arch, dataset=dataset, echo=lambda m: typer.echo(m, err=True))
+    typer.echo(f'pushed {out["dataset"]} with the weights of {", ".join(out["archs"])}')
 
 
 @app.command()

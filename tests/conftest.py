@@ -64,3 +64,31 @@ def comp_cli(*args, cwd=None, env=None, timeout=900):
     exe = Path(sys.executable).parent / 'comp'
     e = {**os.environ, **(env or {})}
     return subprocess.run([str(exe), *map(str, args)], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='session')
+def wheelhouse(tmp_path_factory):
+    """The wheels a library dataset carries, fetched once per session (pip download, or pip's cache)."""
+    from comp import kaggle
+    kaggle.library_files(tmp_path_factory.mktemp('lib'))
+    return kaggle.wheel_cache()
+
+
+@pytest.fixture(scope='session')
+def kernels(tmp_path_factory):
+    """A Jupyter path for kernel specs the tests write; JUPYTER_PATH points at it for papermill."""
+    root = tmp_path_factory.mktemp('jupyter')
+    mp = pytest.MonkeyPatch()
+    mp.setenv('JUPYTER_PATH', str(root))
+    yield root
+    mp.undo()
+
+
+def kernel_spec(kernels, name, python):
+    """Register a kernel named `name` that runs `python` (another environment's interpreter, say)."""
+    import json
+    d = kernels / 'kernels' / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / 'kernel.json').write_text(json.dumps({'argv': [str(python), '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
+                                               'display_name': name, 'language': 'python'}))
+    return name

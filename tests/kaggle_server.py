@@ -22,6 +22,7 @@ class FakeKaggle:
         self.tokens = tokens or {'KGAT_alice_token_456': 'alice'}  # access tokens (KAGGLE_API_TOKEN) -> user
         self.competitions = {}      # name -> {'zip': bytes, 'solution': DataFrame}
         self.uploads = {}           # token -> bytes
+        self.blob_names = {}        # token -> the uploaded file's name
         self.submissions = []       # dicts
         self.kernels, self.datasets = [], {}
         self.failures = []          # [{'method': name, 'status': code, 'times': n}]
@@ -182,6 +183,7 @@ class FakeKaggle:
     # --- datasets and kernels -------------------------------------------------------------------
     def h_StartBlobUpload(self, req, user):
         token = f'blob{len(self.uploads) + 1}-{time.time_ns()}'
+        self.blob_names[token] = req.get('name')
         return self._ok({'token': token, 'createUrl': f'http://localhost/upload/{token}'})
 
     def h_CreateDataset(self, req, user):
@@ -197,6 +199,10 @@ class FakeKaggle:
         files = [f.get('token') for f in body.get('files', [])]
         self.datasets[slug].append({'files': {t: self.uploads.get(t) for t in files}, 'request': req})
         return self._ok({'ref': slug, 'url': f'http://localhost/datasets/{slug}', 'status': 'Ok'})
+
+    def dataset_files(self, slug):
+        """{file name: bytes} of the dataset's latest version, as uploaded (directories as .zip or .tar)."""
+        return {self.blob_names[t]: data for t, data in self.datasets[slug][-1]['files'].items()}
 
     def h_SaveKernel(self, req, user):
         self.kernels.append(req)

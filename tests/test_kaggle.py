@@ -220,19 +220,36 @@ def test_credentials_never_written_or_printed(kg, ready):
         if f.is_file() and f.suffix in ('.json', '.csv', '.txt'): assert key not in f.read_text(errors='ignore'), f
 
 
-def test_push_notebook_pushes_library_dataset_then_kernel(kg):
+def test_push_notebook_pushes_library_dataset_then_kernel(kg, wheelhouse, tmp_path):
     fake, ws, env = kg
+    env.update(COMP_WHEELHOUSE=str(wheelhouse), COMP_CACHE=str(tmp_path / 'cache'))
     run(kg, 'setup', NAME)
-    nb = os.path.join(os.path.dirname(__file__), '..', 'nbs', 'paddy.ipynb')
-    r = run(kg, 'push-notebook', nb, '--gpu', '--private')
+    nb = os.path.join(os.path.dirname(__file__), '..', 'nbs', '01-first-steps.ipynb')
+    r = run(kg, 'push-notebook', nb, '--gpu', '--private', '--internet')
     assert r.returncode == 0, r.stderr[-2000:]
     assert list(fake.datasets) == ['alice/comp-lib']
-    files = fake.datasets['alice/comp-lib'][0]['files']
-    assert any(v and len(v) > 1000 for v in files.values())  # the wheel's bytes arrived
+    files = fake.dataset_files('alice/comp-lib')
+    (wheel,) = [n for n in files if n.startswith('comp-')]
+    assert wheel.endswith('.whl') and len(files[wheel]) > 1000  # the wheel's bytes arrived
+    assert 'fastkaggle-' in ' '.join(files) and not any(n.startswith(('torch-', 'fastai-', 'numpy-')) for n in files)
     k = fake.kernels[-1]
-    assert k['competitionDataSources'] == [NAME] and 'alice/comp-lib' in k['datasetDataSources']
-    assert k['enableGpu'] is True and k.get('enableInternet', False) is False and k['isPrivate'] is True
-    assert json.loads(k['text'])['cells'][0]['cell_type'] == 'markdown'
-    r = run(kg, 'push-notebook', nb, '--no-gpu')
+    assert k['competitionDataSources'] == [NAME] and k['datasetDataSources'] == ['alice/comp-lib']
+    assert k['enableGpu'] is True and k['enableInternet'] is True and k['isPrivate'] is True
+    assert 'parameters' in json.loads(k['text'])['cells'][0]['metadata']['tags']
+    r = run(kg, 'push-notebook', nb, '--no-gpu', '--internet')
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(fake.datasets['alice/comp-lib']) == 2 and fake.kernels[-1].get('enableGpu', False) is False
+
+
+def test_push_notebook_offline_without_weights_or_notebook_is_one_line(kg, tmp_path):
+    fake, ws, env = kg
+    env.update(COMP_CACHE=str(tmp_path / 'cache'), HF_HUB_OFFLINE='1', HF_HUB_CACHE=str(tmp_path / 'empty-hub'))
+    run(kg, 'setup', NAME)
+    nb = os.path.join(os.path.dirname(__file__), '..', 'nbs', '03-scaling-up.ipynb')
+    assert_one_line_error(run(kg, 'push-notebook', nb, '--no-internet'), 'convnext_large', 'swinv2_large',
+                          'comp push-weights', '--internet')
+    assert_one_line_error(run(kg, 'push-notebook', 'nbs/nope.ipynb'), 'no such notebook')
+    assert not fake.kernels and not fake.datasets
+    # not cached, and no network to download them: nothing is pushed
+    assert_one_line_error(run(kg, 'push-weights', 'convnext_large'), 'convnext_large.fb_in22k', 'HF_HUB_CACHE')
+    assert not fake.datasets

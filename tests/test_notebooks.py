@@ -1,0 +1,195 @@
+"""The notebooks in nbs/: each executed top to bottom in a real Jupyter kernel with smoke=True, and one run the way
+Kaggle runs it after `comp push-notebook`: offline, comp installed from the attached library dataset."""
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import zipfile
+from importlib.metadata import distributions
+from pathlib import Path
+
+import pytest
+
+from comp import competition, kaggle, notebook, runs, submission, zoo
+from conftest import comp_cli, kernel_spec
+from kaggle_server import FakeKaggle, client_env
+
+NAME = 'paddy-disease-classification'
+NBS = sorted((Path(__file__).parent.parent / 'nbs').glob('*.ipynb'))
+RUNS = {'01-first-steps': 1, '02-small-models': 3, '03-scaling-up': 2, '04-multi-target': 2}
+
+
+def cells(nb): return json.loads(Path(nb).read_text())['cells']
+
+
+def src(c): return ''.join(c['source'])
+
+
+def test_the_series_is_there():
+    assert [nb.stem for nb in NBS] == list(RUNS)
+
+
+@pytest.mark.parametrize('nb', NBS, ids=lambda p: p.stem)
+def test_committed_without_outputs_parameters_first_install_cell_and_archs_declared(nb):
+    cs = cells(nb)
+    assert 'parameters' in cs[0]['metadata'].get('tags', []) and src(cs[0]).startswith('smoke = False')
+    for c in cs:
+        if c['cell_type'] == 'code': assert not c['outputs'] and c['execution_count'] is None, src(c)[:60]
+    code = [c for c in cs if c['cell_type'] == 'code']
+    install = [i for i, c in enumerate(code) if 'install' in c['metadata'].get('tags', [])]
+    assert len(install) == 1 and src(code[install[0]]) == kaggle.INSTALL_CELL
+    assert all('from comp' not in src(c) for c in code[:install[0]])  # comp is installed before it is imported
+    named = {n for c in code for n in re.findall(r"'([a-z0-9_]+)'", src(c)) if n in zoo.RECIPES}
+    # push-notebook --no-internet checks the weights dataset against what a notebook declares it trains
+    assert set(kaggle.notebook_archs(nb)) == {n for n in named if not n.startswith('test_')}
+
+
+def execute(nb, out, cwd, kernel, env=None, **params):
+    """Run `nb` with papermill (parameters injected after its `parameters` cell) in a fresh kernel."""
+    cmd = [sys.executable, '-m', 'papermill', str(nb), str(out), '-k', kernel, '--cwd', str(cwd), '--no-progress-bar']
+    for k, v in params.items(): cmd += ['-p', k, str(v)]
+    r = subprocess.run(cmd, env=env or os.environ.copy(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return json.loads(Path(out).read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('nb', NBS, ids=lambda p: p.stem)
+def test_notebook_runs_in_smoke_mode_in_an_empty_folder(nb, tmp_path, kernels):
+    ws = tmp_path / 'ws'
+    ws.mkdir()
+    execute(nb, tmp_path / 'out.ipynb', ws, kernel_spec(kernels, 'comp-test', sys.executable), smoke=True)
+    comp = competition.find(workdir=ws)
+    assert comp.path == (ws / 'paddy-sample').resolve()  # it wrote the sample itself
+    sub = ws / 'submission.csv'
+    assert len(submission.validate(comp, sub)) == len(comp.test_ids())
+    assert any(f.read_bytes() == sub.read_bytes() for f in (ws / 'submissions').glob('*.csv'))  # a recorded prediction
+    rows = runs.table(ws)
+    assert len(rows) == RUNS[nb.stem] and all(r['status'] == 'complete' and r['error'] is not None for r in rows)
+
+
+@pytest.mark.slow
+def test_notebook_train_skips_a_complete_run_resumes_an_incomplete_one_and_tells_configs_apart(workspace, capsys):
+    # What notebook 03 relies on when it is run again after being stopped.
+    cfg = notebook.config('test_convnext', smoke=True)
+    first = notebook.train(cfg, quiet=True)
+    weights = (first / 'model.pth').read_bytes()
+    assert notebook.train(notebook.config('test_convnext', smoke=True), quiet=True) == first
+    assert (first / 'model.pth').read_bytes() == weights and 'already trained' in capsys.readouterr().out
+    # As a killed kernel leaves it: status 'running' under a dead process, no result.
+    st = json.loads((first / 'status.json').read_text())
+    (first / 'status.json').write_text(json.dumps({**st, 'status': 'running', 'pid': 0}))
+    (first / 'result.json').unlink()
+    assert runs.status(first) == 'incomplete'
+    assert notebook.train(cfg, quiet=True) == first
+    assert runs.status(first) == 'complete' and 'resuming' in capsys.readouterr().out
+    other = notebook.train(notebook.config('test_convnext', smoke=True, resize=('pad', (96, 72))), quiet=True)
+    assert other != first and len(runs.table()) == 2
+
+
+def hub_model(hub, repo, body=None):
+    """A Hugging Face hub cache entry for `repo`: the tiny model's weights, or a stand-in file."""
+    from safetensors.torch import save_file
+    folder = hub / f'models--{repo.replace("/", "--")}'
+    snap = folder / 'snapshots' / ('b' * 40)
+    snap.mkdir(parents=True)
+    (folder / 'refs').mkdir()
+    (folder / 'refs' / 'main').write_text('b' * 40)
+    if body is None: (snap / 'model.safetensors').write_bytes(b'stand-in')
+    else: save_file({k: v.contiguous() for k, v in body.state_dict().items()}, snap / 'model.safetensors')
+    return snap / 'model.safetensors'
+
+
+def unpack(files, dest):
+    """A dataset as a Kaggle notebook sees it: uploaded files as they are, uploaded folders (archives) unpacked."""
+    dest.mkdir(parents=True)
+    for name, data in files.items():
+        if name.endswith('.zip'):
+            with zipfile.ZipFile(io.BytesIO(data)) as z: z.extractall(dest / name[:-4])
+        elif name.endswith('.tar'):
+            with tarfile.open(fileobj=io.BytesIO(data)) as t: t.extractall(dest / name[:-4], filter='data')
+        else: (dest / name).write_bytes(data)
+
+
+def fresh_env(root, hidden):
+    """A venv that sees this environment's packages through symlinks, except the `hidden` distributions."""
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(root)], check=True)
+    site = Path(sysconfig.get_paths()['purelib'])
+    mine = Path(subprocess.run([str(root / 'bin' / 'python'), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    skip = {'__pycache__'}
+    # Distributions as installed in site-packages (not a source tree on PYTHONPATH), and every top-level file of each.
+    dists = {re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d for d in distributions(path=[str(site)])}
+    for n in hidden:
+        skip |= {Path(f).parts[0] for f in dists[n].files or [] if not str(f).startswith('..')}
+    for p in site.iterdir():
+        if p.name not in skip: (mine / p.name).symlink_to(p)
+    return root / 'bin' / 'python'
+
+
+@pytest.mark.slow
+def test_pushed_notebook_runs_as_kaggle_runs_it_offline(tmp_path, kernels, wheelhouse):
+    import timm
+    import torch
+    served = __import__('comp.sample', fromlist=['write_sample']).write_sample(tmp_path / 'served', scale=0.01, seed=5)
+    fake = FakeKaggle().start()
+    try:
+        ws, home, hub = tmp_path / 'ws', tmp_path / 'home', tmp_path / 'hub'
+        for d in (ws, home, hub): d.mkdir()
+        competition.record(competition.load(served), ws)
+        torch.manual_seed(3)
+        tiny = hub_model(hub, 'timm/test_convnext.r160_in1k', timm.create_model('test_convnext.r160_in1k', num_classes=0))
+        # The notebook's own recipe (resnet26d) cannot be downloaded here: a stand-in, never loaded in smoke mode.
+        hub_model(hub, timm.get_pretrained_cfg(zoo.recipe('resnet26d').arch).hf_hub_id)
+        env = {**client_env(fake, home), 'COMP_CACHE': str(tmp_path / 'cache'), 'COMP_WHEELHOUSE': str(wheelhouse),
+               'HF_HUB_CACHE': str(hub), 'HF_HUB_OFFLINE': '1'}
+        nb = next(p for p in NBS if p.stem == '01-first-steps')
+
+        r = comp_cli('push-notebook', nb, '--no-internet', cwd=ws, env=env)
+        assert r.returncode == 1 and r.stderr.count('\n') == 1, r.stderr
+        assert 'resnet26d' in r.stderr and 'comp push-weights resnet26d' in r.stderr and not fake.kernels
+        r = comp_cli('push-weights', 'test_convnext', 'resnet26d', cwd=ws, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        r = comp_cli('push-notebook', nb, '--no-internet', cwd=ws, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        k = fake.kernels[-1]
+        assert not k.get('enableInternet', False) and k['competitionDataSources'] == [NAME]
+        assert sorted(k['datasetDataSources']) == ['alice/comp-lib', 'alice/comp-weights']
+
+        # Kaggle's layout: attached data in ../input, the notebook in working, no network, no comp installed.
+        kg = tmp_path / 'kaggle'
+        for slug in k['datasetDataSources']: unpack(fake.dataset_files(slug), kg / 'input' / slug.split('/')[1])
+        shutil.copytree(served, kg / 'input' / NAME, ignore=shutil.ignore_patterns('solution.csv'))
+        working = kg / 'working'
+        working.mkdir()
+        pushed = tmp_path / 'pushed.ipynb'
+        pushed.write_text(k['text'])
+        carried = list(kaggle.carried())
+        assert 'fastkaggle' in carried and not {'torch', 'fastai', 'timm', 'numpy'} & set(carried)
+        python = fresh_env(tmp_path / 'fresh', carried + ['comp'])
+        # No PYTHONPATH, proxies or credentials pass through; pip reads no config (with its extra package sources).
+        nb_env = {'PATH': os.environ['PATH'], 'HOME': str(tmp_path / 'nbhome'), 'JUPYTER_PATH': str(kernels),
+                  'KAGGLE_KERNEL_RUN_TYPE': 'Batch', 'HF_HUB_OFFLINE': '1', 'HF_HUB_CACHE': str(tmp_path / 'empty-hub'),
+                  'COMP_CACHE': str(tmp_path / 'nbcache'), 'PIP_CONFIG_FILE': os.devnull}
+        for mod in ('comp', 'fastkaggle'):
+            assert subprocess.run([str(python), '-c', f'import {mod}'], env=nb_env, cwd=tmp_path, capture_output=True).returncode != 0, mod
+        assert subprocess.run([str(python), '-c', 'import fastai, timm, ipykernel'], env=nb_env, cwd=tmp_path).returncode == 0
+        execute(pushed, tmp_path / 'out.ipynb', working, kernel_spec(kernels, 'kaggle-fresh', python), env=nb_env, smoke=True)
+
+        comp = competition.load(kg / 'input' / NAME)
+        assert len(submission.validate(comp, working / 'submission.csv')) == len(comp.test_ids())
+        (row,) = runs.table(working)
+        cfg = json.loads((runs.find(row['run'], working) / 'config.json').read_text())
+        assert row['status'] == 'complete' and cfg['pretrained'] is True
+        assert Path(cfg['weights']).resolve() == (kg / 'input' / 'comp-weights').resolve()
+        assert (kg / 'input' / 'comp-weights' / tiny.relative_to(hub)).read_bytes() == tiny.read_bytes()
+        where = subprocess.run([str(python), '-c', 'import comp, fastkaggle; print(comp.__file__, fastkaggle.__file__)'],
+                               env=nb_env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+        assert all(Path(p).resolve().is_relative_to((tmp_path / 'fresh').resolve()) for p in where)  # installed from the wheels
+    finally:
+        fake.stop()
