@@ -321,7 +321,7 @@ def carried():
 
 def wheel_cache():
     """Where downloaded wheels are kept between pushes: comp's cache folder."""
-    return competition.cache_dir() / 'wheels'
+    return competition.state_dir() / 'wheels'
 
 
 def _wheel_in(folder, name, version):
@@ -380,18 +380,14 @@ def push_library(a, user, wheelhouse=None, echo=print):
 
 def hub_weights(arch):
     """(hub repo, cached weights file) of a recipe's or timm model's pretrained weights, downloaded if not cached."""
-    import timm
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import hf_hub_download
     from . import zoo
-    from .train import WEIGHT_FILES
     name = zoo.recipe(arch).arch
-    cfg = timm.get_pretrained_cfg(name)
-    repo = cfg and cfg.hf_hub_id
+    repo = zoo.hub_repo(name)
     if not repo: raise CompError(f'{arch}: timm has no Hugging Face hub weights for {name} to push')
-    for f in WEIGHT_FILES:
-        hit = try_to_load_from_cache(repo, f)
-        if isinstance(hit, str): return repo, Path(hit)
-    try: return repo, Path(hf_hub_download(repo, WEIGHT_FILES[0]))
+    hit = zoo.hub_cached(name)
+    if hit: return repo, hit
+    try: return repo, Path(hf_hub_download(repo, zoo.WEIGHT_FILES[0]))
     except Exception as e:
         raise CompError(f'pretrained weights for {name} are not in the Hugging Face cache and could not be downloaded '
                         f'({type(e).__name__}): run with network once, or point HF_HUB_CACHE at a cache holding {repo}') from None
@@ -399,7 +395,7 @@ def hub_weights(arch):
 
 def pack_weights(archs, out):
     """Copy the hub-cache files of `archs`' pretrained weights into `out` in the hub's own layout, with a manifest,
-    so `--weights out` (comp.train.weights_file) finds them with no network."""
+    so `--weights out` (comp.zoo.weights_file) finds them with no network."""
     from . import zoo
     out = Path(out)
     manifest = {'archs': {}}
@@ -417,7 +413,7 @@ def pack_weights(archs, out):
 
 
 def _pushed_record():
-    return competition.cache_dir() / 'kaggle-datasets.json'
+    return competition.state_dir() / 'kaggle-datasets.json'
 
 
 def _missing_weights(slug, archs):

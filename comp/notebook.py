@@ -6,7 +6,7 @@ from pathlib import Path
 
 from . import competition, kaggle, runs, sample, submission
 from .errors import KaggleError
-from .files import atomic_path, read_json
+from .files import atomic_path
 
 SMOKE_SCALE = 0.01             # the sample's size in smoke mode: ~100 training images, 35 test images
 SAMPLE_DIR = 'paddy-sample'
@@ -58,7 +58,7 @@ def train(cfg, workdir='.', quiet=False):
     for row in sorted(runs.table(workdir), key=lambda r: r['run'], reverse=True):
         run = runs.find(row['run'], workdir)
         if row['status'] not in ('complete', 'incomplete'): continue
-        c = read_json(run / 'config.json')
+        c = run.config
         if {k: v for k, v in _identity(c).items() if k in want} != want: continue
         if row['status'] == 'complete':
             print(f'{run.name}: already trained, validation error {row["error"]:.4f}')
@@ -73,7 +73,7 @@ def write_submission(result, workdir='.'):
     ./submission.csv, the file Kaggle takes from a notebook."""
     src = Path(result['submission'] if isinstance(result, dict) else result)
     comp = competition.find(workdir=workdir, check_images=False)
-    submission.validate(comp, src)
+    submission.validate(src, comp)
     dest = Path(workdir) / SUBMISSION
     with atomic_path(dest) as tmp: shutil.copyfile(src, tmp)
     return dest

@@ -73,8 +73,9 @@ def test_validate_and_score_cli(workspace, tiny_sample):
 
 
 @pytest.mark.slow
-def test_demo_twice_prints_submission_and_accuracy(tmp_path):
-    for _ in range(2):
+def test_demo_prints_submission_and_accuracy(tmp_path):
+    # Once: a second demo retrains both runs (3-4 more minutes) and only re-reads the sample it already wrote.
+    for _ in range(1):
         r = comp_cli('demo', '--dir', tmp_path / 'demo', cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-2000:]
         lines = dict(l.split(': ', 1) for l in r.stdout.splitlines() if ': ' in l and l.split(':')[0] in ('submission', 'accuracy'))

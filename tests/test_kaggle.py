@@ -222,7 +222,7 @@ def test_credentials_never_written_or_printed(kg, ready):
 
 def test_push_notebook_pushes_library_dataset_then_kernel(kg, wheelhouse, tmp_path):
     fake, ws, env = kg
-    env.update(COMP_WHEELHOUSE=str(wheelhouse), COMP_CACHE=str(tmp_path / 'cache'))
+    env.update(COMP_WHEELHOUSE=str(wheelhouse), COMP_STATE_DIR=str(tmp_path / 'cache'))
     run(kg, 'setup', NAME)
     nb = os.path.join(os.path.dirname(__file__), '..', 'nbs', '01-first-steps.ipynb')
     r = run(kg, 'push-notebook', nb, '--gpu', '--private', '--internet')
@@ -243,7 +243,7 @@ def test_push_notebook_pushes_library_dataset_then_kernel(kg, wheelhouse, tmp_pa
 
 def test_push_notebook_offline_without_weights_or_notebook_is_one_line(kg, tmp_path):
     fake, ws, env = kg
-    env.update(COMP_CACHE=str(tmp_path / 'cache'), HF_HUB_OFFLINE='1', HF_HUB_CACHE=str(tmp_path / 'empty-hub'))
+    env.update(COMP_STATE_DIR=str(tmp_path / 'cache'), HF_HUB_OFFLINE='1', HF_HUB_CACHE=str(tmp_path / 'empty-hub'))
     run(kg, 'setup', NAME)
     nb = os.path.join(os.path.dirname(__file__), '..', 'nbs', '03-scaling-up.ipynb')
     assert_one_line_error(run(kg, 'push-notebook', nb, '--no-internet'), 'convnext_large', 'swinv2_large',

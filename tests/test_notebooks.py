@@ -67,7 +67,7 @@ def test_notebook_runs_in_smoke_mode_in_an_empty_folder(nb, tmp_path, kernels):
     comp = competition.find(workdir=ws)
     assert comp.path == (ws / 'paddy-sample').resolve()  # it wrote the sample itself
     sub = ws / 'submission.csv'
-    assert len(submission.validate(comp, sub)) == len(comp.test_ids())
+    assert len(submission.validate(sub, comp)) == len(comp.test_ids())
     assert any(f.read_bytes() == sub.read_bytes() for f in (ws / 'submissions').glob('*.csv'))  # a recorded prediction
     rows = runs.table(ws)
     assert len(rows) == RUNS[nb.stem] and all(r['status'] == 'complete' and r['error'] is not None for r in rows)
@@ -146,7 +146,7 @@ def test_pushed_notebook_runs_as_kaggle_runs_it_offline(tmp_path, kernels, wheel
         tiny = hub_model(hub, 'timm/test_convnext.r160_in1k', timm.create_model('test_convnext.r160_in1k', num_classes=0))
         # The notebook's own recipe (resnet26d) cannot be downloaded here: a stand-in, never loaded in smoke mode.
         hub_model(hub, timm.get_pretrained_cfg(zoo.recipe('resnet26d').arch).hf_hub_id)
-        env = {**client_env(fake, home), 'COMP_CACHE': str(tmp_path / 'cache'), 'COMP_WHEELHOUSE': str(wheelhouse),
+        env = {**client_env(fake, home), 'COMP_STATE_DIR': str(tmp_path / 'cache'), 'COMP_WHEELHOUSE': str(wheelhouse),
                'HF_HUB_CACHE': str(hub), 'HF_HUB_OFFLINE': '1'}
         nb = next(p for p in NBS if p.stem == '01-first-steps')
 
@@ -175,16 +175,16 @@ def test_pushed_notebook_runs_as_kaggle_runs_it_offline(tmp_path, kernels, wheel
         # No PYTHONPATH, proxies or credentials pass through; pip reads no config (with its extra package sources).
         nb_env = {'PATH': os.environ['PATH'], 'HOME': str(tmp_path / 'nbhome'), 'JUPYTER_PATH': str(kernels),
                   'KAGGLE_KERNEL_RUN_TYPE': 'Batch', 'HF_HUB_OFFLINE': '1', 'HF_HUB_CACHE': str(tmp_path / 'empty-hub'),
-                  'COMP_CACHE': str(tmp_path / 'nbcache'), 'PIP_CONFIG_FILE': os.devnull}
+                  'COMP_STATE_DIR': str(tmp_path / 'nbcache'), 'PIP_CONFIG_FILE': os.devnull}
         for mod in ('comp', 'fastkaggle'):
             assert subprocess.run([str(python), '-c', f'import {mod}'], env=nb_env, cwd=tmp_path, capture_output=True).returncode != 0, mod
         assert subprocess.run([str(python), '-c', 'import fastai, timm, ipykernel'], env=nb_env, cwd=tmp_path).returncode == 0
         execute(pushed, tmp_path / 'out.ipynb', working, kernel_spec(kernels, 'kaggle-fresh', python), env=nb_env, smoke=True)
 
         comp = competition.load(kg / 'input' / NAME)
-        assert len(submission.validate(comp, working / 'submission.csv')) == len(comp.test_ids())
+        assert len(submission.validate(working / 'submission.csv', comp)) == len(comp.test_ids())
         (row,) = runs.table(working)
-        cfg = json.loads((runs.find(row['run'], working) / 'config.json').read_text())
+        cfg = runs.find(row['run'], working).config
         assert row['status'] == 'complete' and cfg['pretrained'] is True
         assert Path(cfg['weights']).resolve() == (kg / 'input' / 'comp-weights').resolve()
         assert (kg / 'input' / 'comp-weights' / tiny.relative_to(hub)).read_bytes() == tiny.read_bytes()
