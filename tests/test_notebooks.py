@@ -85,9 +85,9 @@ def test_notebook_train_skips_a_complete_run_resumes_an_incomplete_one_and_tells
     st = json.loads((first / 'status.json').read_text())
     (first / 'status.json').write_text(json.dumps({**st, 'status': 'running', 'pid': 0}))
     (first / 'result.json').unlink()
-    assert runs.status(first) == 'incomplete'
+    assert first.status == 'incomplete'
     assert notebook.train(cfg, quiet=True) == first
-    assert runs.status(first) == 'complete' and 'resuming' in capsys.readouterr().out
+    assert first.status == 'complete' and 'resuming' in capsys.readouterr().out
     other = notebook.train(notebook.config('test_convnext', smoke=True, resize=('pad', (96, 72))), quiet=True)
     assert other != first and len(runs.table()) == 2
 
