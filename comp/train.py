@@ -43,12 +43,15 @@ def resolve(cfg, comp=None):
     out = asdict(cfg)
     out.update(name=r.name, arch=r.arch)
     if isinstance(out['resize'], str): out['resize'] = parse_resize(out['resize'])
+    if out['pretrained'] is None and not zoo.has_weights(r.arch): out['pretrained'] = False
+    chosen_schedule = out['schedule']
     for k in ('size', 'resize', 'bs', 'accum', 'lr', 'epochs', 'schedule', 'pretrained'):
         if out[k] is None: out[k] = getattr(r, k)
     out['size'] = _hw(out['size'], 'size')
     method, rsize = out['resize']
     out['resize'] = [method, _hw(rsize, 'resize')]
     if method not in zoo.RESIZE_METHODS: raise ConfigError(f'--resize {method}: use squish, crop or pad')
+    out['schedule'], out['schedule_why'] = _schedule(chosen_schedule, out['schedule'], out['pretrained'])
     if out['schedule'] not in SCHEDULES: raise ConfigError(f'--schedule {out["schedule"]}: use fine_tune or one_cycle')
     if out['precision'] not in PRECISIONS: raise ConfigError(f'--precision {out["precision"]}: use {", ".join(PRECISIONS)}')
     if out['target'] not in TARGETS: raise ConfigError(f'--target {out["target"]}: use {" or ".join(TARGETS)}')
@@ -64,6 +67,14 @@ def resolve(cfg, comp=None):
     if comp is not None: out['data'] = str(comp.path)
     out['workers'] = data.num_workers(out['workers'])
     return out
+
+
+def _schedule(chosen, recipe, pretrained):
+    """(schedule, why): fine_tune's frozen epoch and lowered early-layer rates only make sense for pretrained weights."""
+    if chosen is not None: return chosen, 'set by --schedule'
+    if not pretrained:
+        return 'one_cycle', 'no pretrained weights: one_cycle trains the whole randomly initialised model at the full rate'
+    return recipe, "the recipe's, for pretrained weights"
 
 
 def parse_resize(text):

@@ -94,6 +94,12 @@ def fixed_input_size(arch):
     return tuple(cfg.input_size[1:]) if cfg is not None and cfg.fixed_input_size else None
 
 
+def has_weights(arch):
+    """Whether timm knows where to get pretrained weights for `arch` (some models exist only untrained)."""
+    cfg = pretrained_cfg(arch)
+    return cfg is not None and bool(cfg.hf_hub_id or cfg.url or cfg.file)
+
+
 def normalization(arch):
     """The mean and std that `arch`'s pretrained weights expect, from timm's config."""
     cfg = pretrained_cfg(arch)
