@@ -52,12 +52,16 @@ class RunLog(Callback):
 
 
 class MultiTargetLoss:
-    """Sum of cross-entropies over heads laid side by side in one output (disease first)."""
+    """Sum of cross-entropies over heads laid side by side in one output (disease first); with `eps`, each head's is
+    fastai's label-smoothing cross-entropy."""
 
-    def __init__(self, sizes): self.sizes = list(sizes)
+    def __init__(self, sizes, eps=0):
+        from fastai.losses import LabelSmoothingCrossEntropyFlat
+        self.sizes = list(sizes)
+        self.heads = [LabelSmoothingCrossEntropyFlat(eps=eps) if eps else F.cross_entropy for _ in self.sizes]
 
     def __call__(self, out, *ys):
-        return sum(F.cross_entropy(o, y) for o, y in zip(torch.split(out, self.sizes, dim=1), ys))
+        return sum(lf(o, y) for lf, o, y in zip(self.heads, torch.split(out, self.sizes, dim=1), ys))
 
     def activation(self, out): return torch.split(out, self.sizes, dim=1)[0].softmax(dim=1)
 

@@ -71,7 +71,7 @@ def test_run_directory_records_everything(two_runs):
         assert (run / f).is_file(), f
     assert not (run / 'checkpoint.pth').exists()
     cfg = json.loads((run / 'config.json').read_text())
-    assert [k for k, v in cfg.items() if v is None] == ['weights', 'folds', 'normalize', 'images']  # the rest filled in
+    assert [k for k, v in cfg.items() if v is None] == ['weights', 'folds', 'sizes', 'normalize', 'images']  # the rest filled in
     assert cfg['arch'] == 'test_convnext.r160_in1k' and cfg['size'] == [64, 64] and cfg['epochs'] == 2
     metrics = pd.read_csv(run / 'metrics.csv')
     assert list(metrics['epoch']) == [1, 2]
@@ -298,3 +298,37 @@ def test_a_finished_run_gives_its_cache_back(workspace, tmp_path, monkeypatch):
     run = train.train(train.TrainConfig(arch='test_convnext', epochs=1, workers=0), quiet=True)
     assert json.loads((run / 'result.json').read_text())['decode_cache'].endswith(str(tmp_path / 'cache'))
     assert list((tmp_path / 'cache').iterdir()) == []
+
+
+def _tfm_names(learn):
+    """The batch augmentations, with the affine ones fastai merges into one transform named by their functions."""
+    fs = learn.dls.train.after_batch.fs
+    return ([type(t).__name__ for t in fs] + [f.func.__name__ for t in fs for f in getattr(t, 'aff_fs', [])]
+            + [type(f).__name__ for t in fs for f in getattr(t, 'coord_fs', [])])
+
+
+@slow
+def test_regularisers_and_augmentation_strengths_train_and_are_recorded(workspace, tmp_path):
+    from fastai.callback.mixup import CutMix, MixUp
+    comp = competition.find()
+    kw = dict(label_smoothing=0.1, mixup=0.4, min_scale=0.5, max_rotate=0, max_warp=0, flip=False)
+    run = train.train(tc(**kw), quiet=True)
+    cfg = json.loads((run / 'config.json').read_text())
+    assert {k: cfg[k] for k in kw} == kw and cfg['cutmix'] == 0 and run.status == 'complete'
+    learn, _ = training_learner(cfg, comp, tmp_path, '.')
+    assert type(learn.loss_func).__name__ == 'LabelSmoothingCrossEntropyFlat' and learn.loss_func.func.eps == 0.1
+    assert [type(cb) for cb in learn.cbs if isinstance(cb, (MixUp, CutMix))] == [MixUp]
+    names = _tfm_names(learn)
+    assert not {'flip_mat', 'rotate_mat', '_WarpCoord'} & set(names) and 'zoom_mat' in names
+    crop = [t for t in learn.dls.train.after_batch.fs if type(t).__name__ == 'RandomResizedCropGPU']
+    assert crop and crop[0].min_scale == 0.5
+    plain, _ = training_learner(resolve(tc(), comp), comp, tmp_path, '.')   # the defaults are the reference's
+    assert {'flip_mat', 'rotate_mat', '_WarpCoord', 'zoom_mat', 'Brightness'} <= set(_tfm_names(plain))
+    assert type(plain.loss_func).__name__ == 'CrossEntropyLossFlat'
+    assert not [cb for cb in plain.cbs if isinstance(cb, (MixUp, CutMix))]
+    # CutMix, and label smoothing on each head of a two-headed model
+    cut = train.train(tc(cutmix=1.0), quiet=True)
+    assert json.loads((cut / 'config.json').read_text())['cutmix'] == 1.0 and cut.status == 'complete'
+    two = train.train(tc(target='disease+variety', label_smoothing=0.2), quiet=True)
+    learn, _ = training_learner(two.config, comp, tmp_path, '.')
+    assert [h.func.eps for h in learn.loss_func.heads] == [0.2, 0.2] and two.status == 'complete'
