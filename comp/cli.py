@@ -75,6 +75,9 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
           label_smoothing: float = typer.Option(0.0, help='Label smoothing eps (fastai\'s LabelSmoothingCrossEntropyFlat), e.g. 0.1; 0: off.'),
           mixup: float = typer.Option(0.0, help='MixUp alpha (fastai\'s MixUp), e.g. 0.4; 0: off.'),
           cutmix: float = typer.Option(0.0, help='CutMix alpha (fastai\'s CutMix), e.g. 1.0; 0: off.'),
+          ema: float = typer.Option(0.0, help='Keep an EMA of the weights (timm\'s ModelEmaV3, warmed up) with this decay, e.g. 0.998; validate, save and predict with it. 0: off.'),
+          keep: str = typer.Option('last', help='Save the last epoch\'s weights, or the best epoch\'s by validation error.'),
+          average_last: int = typer.Option(0, help='Save the average of the last K epochs\' weights (timm\'s avg_checkpoints). 0: off.'),
           min_scale: Optional[float] = typer.Option(None, help='Smallest crop, as a fraction of the image area (default 0.75).'),
           max_rotate: Optional[float] = typer.Option(None, help='Largest rotation in degrees (default 10).'),
           max_zoom: Optional[float] = typer.Option(None, help='Largest zoom (default 1.1).'),
@@ -90,7 +93,8 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
                       epochs=epochs, schedule=schedule, pretrained=pretrained, weights=str(weights) if weights else None,
                       precision=precision, channels_last=channels_last, target=target, seed=seed, valid_pct=valid_pct,
                       folds=folds, fold=fold, workers=workers, cache=cache, sync_free=sync_free,
-                      label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, min_scale=min_scale, max_rotate=max_rotate,
+                      label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, ema=ema, keep=keep,
+                      average_last=average_last, min_scale=min_scale, max_rotate=max_rotate,
                       max_zoom=max_zoom, max_lighting=max_lighting, max_warp=max_warp, flip=flip)
     run = run_train(cfg, resume=resume)
     typer.echo(f'run: {run}')

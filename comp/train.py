@@ -197,6 +197,9 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     if not quiet: print(f'decode-once cache: {learn.dls.decode_cache}', flush=True)
     log = RunLog(run, quiet=quiet or sys.stdout.isatty())
     learn.add_cb(log)
+    from .averaging import for_config
+    keeper = for_config(c, run)
+    if keeper is not None: learn.add_cb(keeper)
     if not sys.stdout.isatty() or quiet: no_bars(learn)
     done = 0
     if resuming and run.checkpoint_file.exists():
@@ -211,6 +214,7 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
         lr = _lr_find(learn, run, (minimum, steep, valley, slide))
     t0 = time.time()
     fit(learn, c['schedule'], c['epochs'], lr, start=done)
+    saved = keeper.finish() if keeper is not None else {'weights': 'last', 'ema': None, 'epochs': [run.epochs_done]}
     learn.save(runs.MODEL)
     run.clear_checkpoint()
     vocab = list(learn.dls.vocab[0] if c['target'] != 'disease' else learn.dls.vocab)
@@ -220,7 +224,8 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     _plots(learn, run, valid, vocab)
     secs = time.time() - t0
     n_train = len(learn.dls.train_ds)
-    return {'valid_error': error(valid, vocab), 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
+    saved['valid_error'] = error(valid, vocab)   # of the weights saved, which predict loads
+    return {'valid_error': error(valid, vocab), 'saved_weights': saved, 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
             'seconds': round(secs, 1),
             'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),
             'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device)}
