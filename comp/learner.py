@@ -28,6 +28,10 @@ def build_learner(c, comp, run, workdir, for_training=False):
         from fastai.vision.all import LabelSmoothingCrossEntropyFlat, error_rate
         kw['metrics'] = error_rate
         if c.get('label_smoothing'): kw['loss_func'] = LabelSmoothingCrossEntropyFlat(eps=c['label_smoothing'])
+    fixed = zoo.fixed_input_size(c['arch'])
+    if fixed and tuple(c['size']) != fixed:
+        # ViT / Swin at another size: timm builds the model for it and resamples the pretrained position embeddings
+        kw['img_size'] = tuple(c['size'])
     pretrained = bool(c['pretrained']) and for_training
     if pretrained and c.get('weights'): kw['pretrained_cfg_overlay'] = {'file': str(zoo.weights_file(c['arch'], c['weights']))}
     elif pretrained: zoo.check_hub(c['arch'])

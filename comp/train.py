@@ -76,8 +76,8 @@ def resolve(cfg, comp=None):
     for k in ('bs', 'accum', 'epochs'):
         if int(out[k]) < 1: raise ConfigError(f'--{k} must be at least 1')
     fixed = zoo.fixed_input_size(out['arch'])
-    if fixed and tuple(out['size']) != fixed:
-        raise ConfigError(f'{out["arch"]} only takes {fixed[0]}x{fixed[1]} images: drop --size or use {fixed[0]}')
+    if fixed and out['sizes']:
+        raise ConfigError(f'{out["arch"]} is built for one input size: drop --sizes (--size alone resizes it)')
     _resolve_regularisers(out)
     out['normalize'] = zoo.normalization(out['arch']) if out['pretrained'] else None
     if comp is not None: out['data'] = str(comp.path)

@@ -51,7 +51,14 @@ def test_without_pretrained_weights_the_default_schedule_is_one_cycle():
 
 
 @pytest.mark.parametrize('kw, msg', [
-    (dict(arch='vit_small', size=256), 'only takes 224x224'),
+    (dict(arch='test_vit', sizes='96,160', epochs=2), 'built for one input size'),
+    (dict(mixup=0.4, cutmix=1.0), 'use one of them'),
+    (dict(label_smoothing=1), 'such as 0.1'),
+    (dict(ema=1.5), 'such as 0.998'),
+    (dict(keep='first'), 'use best or last'),
+    (dict(average_last=3, keep='best'), 'use it with --keep last'),
+    (dict(min_scale=0), 'up to 1'),
+    (dict(sizes='64', epochs=2), 'such as 128,192,256'),
     (dict(schedule='warmup'), 'use fine_tune or one_cycle'),
     (dict(precision='fp8'), 'use auto, fp32, fp16, bf16'),
     (dict(lr='fast'), 'use a number such as 0.01, or auto'),
@@ -332,3 +339,25 @@ def test_regularisers_and_augmentation_strengths_train_and_are_recorded(workspac
     two = train.train(tc(target='disease+variety', label_smoothing=0.2), quiet=True)
     learn, _ = training_learner(two.config, comp, tmp_path, '.')
     assert [h.func.eps for h in learn.loss_func.heads] == [0.2, 0.2] and two.status == 'complete'
+
+
+def test_vit_pretrained_weights_load_at_a_non_native_size(workspace, tmp_path):
+    # timm's own resizing: the 160 px weights' position embeddings resampled to 96 px (6x6 patches of 16)
+    torch.manual_seed(5)
+    body = timm.create_model('test_vit.r160_in1k', pretrained=False, num_classes=0)
+    f = tmp_path / 'vit.pth'
+    torch.save(body.state_dict(), f)
+    c = resolve(tc(arch='test_vit', size=96, pretrained=True, weights=str(f)), competition.find())
+    learn = build_learner(c, competition.find(), tmp_path, '.', for_training=True)
+    loaded, saved = learn.model[0].model.state_dict(), body.state_dict()
+    assert loaded['pos_embed'].shape[1] != saved['pos_embed'].shape[1]
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items() if k != 'pos_embed')
+
+
+@slow
+def test_vit_trains_and_predicts_at_a_non_native_size(workspace):
+    from comp.predict import predict
+    run = train.train(tc(arch='test_vit', size=96, resize=('squish', 96)), quiet=True)
+    assert run.config['size'] == [96, 96] and run.status == 'complete'
+    sub = pd.read_csv(predict(run)['submission'], dtype=str)
+    assert len(sub) == len(competition.find().test_ids())
