@@ -34,9 +34,9 @@ def _value(text):
 
 def main():
     ap = parser(__doc__)
-    ap.set_defaults(scale='0.1')
+    ap.set_defaults(scale='0.03')
     ap.add_argument('--arch', default='test_convnext', help="recipe (default: timm's tiny test_convnext, from scratch)")
-    ap.add_argument('--epochs', type=int, default=6)
+    ap.add_argument('--epochs', type=int, default=4)
     ap.add_argument('--seeds', type=int, default=3)
     ap.add_argument('--frac', type=float, default=0.25, help='held-out fraction of the sample\'s training images')
     ap.add_argument('--options', default=','.join(OPTIONS), help='comma-separated names from: ' + ', '.join(OPTIONS))
@@ -51,6 +51,8 @@ def main():
     if not (comp_dir / 'solution.csv').exists(): holdout.holdout(comp_dir, a.frac, seed=42, data=src)
     work.mkdir(parents=True, exist_ok=True)
     competition.record(competition.load(comp_dir), work)
+    from comp.resize import resize
+    resize(128, data=comp_dir, workdir=work)   # decoding 480x640 JPEGs would dominate a CPU run (train uses the copy)
     extra = {k: _value(v) for k, v in (kv.split('=') for kv in a.extra.split(',') if kv)}
     rows, runs = [], []
     for name in a.options.split(','):

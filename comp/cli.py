@@ -78,6 +78,7 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
           ema: float = typer.Option(0.0, help='Keep an EMA of the weights (timm\'s ModelEmaV3, warmed up) with this decay, e.g. 0.998; validate, save and predict with it. 0: off.'),
           keep: str = typer.Option('last', help='Save the last epoch\'s weights, or the best epoch\'s by validation error.'),
           average_last: int = typer.Option(0, help='Save the average of the last K epochs\' weights (timm\'s avg_checkpoints). 0: off.'),
+          sizes: Optional[str] = typer.Option(None, help='Progressive resizing: the epochs split across these growing sizes, e.g. 128,192,256 (the last is --size).'),
           min_scale: Optional[float] = typer.Option(None, help='Smallest crop, as a fraction of the image area (default 0.75).'),
           max_rotate: Optional[float] = typer.Option(None, help='Largest rotation in degrees (default 10).'),
           max_zoom: Optional[float] = typer.Option(None, help='Largest zoom (default 1.1).'),
@@ -94,7 +95,7 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
                       precision=precision, channels_last=channels_last, target=target, seed=seed, valid_pct=valid_pct,
                       folds=folds, fold=fold, workers=workers, cache=cache, sync_free=sync_free,
                       label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, ema=ema, keep=keep,
-                      average_last=average_last, min_scale=min_scale, max_rotate=max_rotate,
+                      average_last=average_last, sizes=sizes, min_scale=min_scale, max_rotate=max_rotate,
                       max_zoom=max_zoom, max_lighting=max_lighting, max_warp=max_warp, flip=flip)
     run = run_train(cfg, resume=resume)
     typer.echo(f'run: {run}')

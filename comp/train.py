@@ -59,6 +59,8 @@ def resolve(cfg, comp=None):
     out.update(name=r.name, arch=r.arch)
     if isinstance(out['resize'], str): out['resize'] = parse_resize(out['resize'])
     if out['pretrained'] is None and not zoo.has_weights(r.arch): out['pretrained'] = False
+    if out['size'] is None and out['sizes']:   # progressive resizing ends at the run's size
+        out['size'] = (out['sizes'].split(',') if isinstance(out['sizes'], str) else out['sizes'])[-1]
     chosen_schedule = out['schedule']
     for k in ('size', 'resize', 'bs', 'accum', 'lr', 'epochs', 'schedule', 'pretrained'):
         if out[k] is None: out[k] = getattr(r, k)
@@ -200,6 +202,9 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     from .averaging import for_config
     keeper = for_config(c, run)
     if keeper is not None: learn.add_cb(keeper)
+    if c.get('sizes'):
+        from .callbacks import ProgressiveResize
+        learn.add_cb(ProgressiveResize(c['sizes'], c['epochs'] + (c['schedule'] == 'fine_tune')))
     if not sys.stdout.isatty() or quiet: no_bars(learn)
     done = 0
     if resuming and run.checkpoint_file.exists():

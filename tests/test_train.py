@@ -361,3 +361,17 @@ def test_vit_trains_and_predicts_at_a_non_native_size(workspace):
     assert run.config['size'] == [96, 96] and run.status == 'complete'
     sub = pd.read_csv(predict(run)['submission'], dtype=str)
     assert len(sub) == len(competition.find().test_ids())
+
+
+@slow
+def test_progressive_resizing_changes_the_size_it_trains_at(workspace, monkeypatch):
+    from fastai.vision.all import Callback
+    from fastcore.basics import defaults
+    seen = []
+    class Sizes(Callback):
+        def before_batch(self):
+            if self.training and self.iter == 0 and not hasattr(self.learn, 'lr_finder'): seen.append(tuple(self.x.shape[-2:]))
+    monkeypatch.setattr(defaults, 'callbacks', list(defaults.callbacks) + [Sizes])
+    run = train.train(tc(epochs=3, sizes='32,48,64'), quiet=True)
+    assert seen == [(32, 32), (48, 48), (64, 64)]
+    assert run.config['sizes'] == [[32, 32], [48, 48], [64, 64]] and run.config['size'] == [64, 64]
