@@ -52,12 +52,16 @@ class RunLog(Callback):
 
 
 class MultiTargetLoss:
-    """Sum of cross-entropies over heads laid side by side in one output (disease first)."""
+    """Sum of cross-entropies over heads laid side by side in one output (disease first); with `eps`, each head's is
+    fastai's label-smoothing cross-entropy."""
 
-    def __init__(self, sizes): self.sizes = list(sizes)
+    def __init__(self, sizes, eps=0):
+        from fastai.losses import LabelSmoothingCrossEntropyFlat
+        self.sizes = list(sizes)
+        self.heads = [LabelSmoothingCrossEntropyFlat(eps=eps) if eps else F.cross_entropy for _ in self.sizes]
 
     def __call__(self, out, *ys):
-        return sum(F.cross_entropy(o, y) for o, y in zip(torch.split(out, self.sizes, dim=1), ys))
+        return sum(lf(o, y) for lf, o, y in zip(self.heads, torch.split(out, self.sizes, dim=1), ys))
 
     def activation(self, out): return torch.split(out, self.sizes, dim=1)[0].softmax(dim=1)
 
@@ -71,3 +75,27 @@ def multi_target_metrics(sizes, targets):
         f.__name__ = f'{"disease" if name == "label" else name}_error'
         return f
     return [metric(i, t) for i, t in enumerate(targets)]
+
+
+class ProgressiveResize(Callback):
+    """Progressive resizing (fastai course style): the run's epochs split in order across growing batch sizes, the
+    last being the run's size, by resizing the batch augmentations' output before each epoch; resumable (epoch-based)."""
+    order = -20   # before the epoch's first batch is drawn
+
+    def __init__(self, sizes, total_epochs): self.sizes, self.total = [tuple(s) for s in sizes], total_epochs
+
+    def size_at(self, epoch):
+        """The batch size of epoch `epoch` (counted from 0 over the whole run)."""
+        return self.sizes[min(len(self.sizes) - 1, epoch * len(self.sizes) // self.total)]
+
+    def _set(self, size):
+        for dl in (self.dls.train, self.dls.valid):
+            for t in dl.after_batch.fs:
+                if getattr(t, 'size', None) is not None: t.size = size
+
+    def before_epoch(self):
+        if hasattr(self.learn, 'lr_finder'): return
+        log = getattr(self.learn, 'run_log', None)
+        self._set(self.size_at((log.epoch_offset if log is not None else 0) + self.epoch))
+
+    def after_fit(self): self._set(self.sizes[-1])   # validation predictions and TTA at the run's size

@@ -72,6 +72,19 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
           workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).'),
           cache: bool = typer.Option(True, '--cache/--no-cache', help='Decode each image once per run (budget: COMP_DECODE_CACHE_GB, default a quarter of memory).'),
           sync_free: bool = typer.Option(False, '--sync-free', help='No per-batch read back to the CPU (losses, metrics, copies stay on the GPU).'),
+          label_smoothing: float = typer.Option(0.0, help='Label smoothing eps (fastai\'s LabelSmoothingCrossEntropyFlat), e.g. 0.1; 0: off.'),
+          mixup: float = typer.Option(0.0, help='MixUp alpha (fastai\'s MixUp), e.g. 0.4; 0: off.'),
+          cutmix: float = typer.Option(0.0, help='CutMix alpha (fastai\'s CutMix), e.g. 1.0; 0: off.'),
+          ema: float = typer.Option(0.0, help='Keep an EMA of the weights (timm\'s ModelEmaV3, warmed up) with this decay, e.g. 0.998; validate, save and predict with it. 0: off.'),
+          keep: str = typer.Option('last', help='Save the last epoch\'s weights, or the best epoch\'s by validation error.'),
+          average_last: int = typer.Option(0, help='Save the average of the last K epochs\' weights (timm\'s avg_checkpoints). 0: off.'),
+          sizes: Optional[str] = typer.Option(None, help='Progressive resizing: the epochs split across these growing sizes, e.g. 128,192,256 (the last is --size).'),
+          min_scale: Optional[float] = typer.Option(None, help='Smallest crop, as a fraction of the image area (default 0.75).'),
+          max_rotate: Optional[float] = typer.Option(None, help='Largest rotation in degrees (default 10).'),
+          max_zoom: Optional[float] = typer.Option(None, help='Largest zoom (default 1.1).'),
+          max_lighting: Optional[float] = typer.Option(None, help='Largest brightness/contrast change (default 0.2).'),
+          max_warp: Optional[float] = typer.Option(None, help='Largest perspective warp (default 0.2).'),
+          flip: Optional[bool] = typer.Option(None, '--flip/--no-flip', help='Random horizontal flips (default: on).'),
           resume: Optional[str] = typer.Option(None, help='Continue an interrupted run (a directory or name from `comp runs`).')):
     """Train a model and record the run under runs/.
 
@@ -80,7 +93,10 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
     cfg = TrainConfig(arch=arch, data=str(data) if data else None, size=size, resize=resize, bs=bs, accum=accum, lr=lr,
                       epochs=epochs, schedule=schedule, pretrained=pretrained, weights=str(weights) if weights else None,
                       precision=precision, channels_last=channels_last, target=target, seed=seed, valid_pct=valid_pct,
-                      folds=folds, fold=fold, workers=workers, cache=cache, sync_free=sync_free)
+                      folds=folds, fold=fold, workers=workers, cache=cache, sync_free=sync_free,
+                      label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, ema=ema, keep=keep,
+                      average_last=average_last, sizes=sizes, min_scale=min_scale, max_rotate=max_rotate,
+                      max_zoom=max_zoom, max_lighting=max_lighting, max_warp=max_warp, flip=flip)
     run = run_train(cfg, resume=resume)
     typer.echo(f'run: {run}')
     typer.echo(f'validation error: {run.result["valid_error"]:.4f}')

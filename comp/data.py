@@ -62,10 +62,19 @@ def item_tfms(resize):
     return Resize(tuple(size), method=methods[method], pad_mode=PadMode.Zeros)
 
 
-def batch_tfms(size, min_scale=0.75):
-    """fastai's `aug_transforms` at the recipe's batch size, as the reference recipe used them."""
+# aug_transforms' strengths as the reference recipe set them (min_scale 0.75, fastai's defaults for the rest).
+AUG = {'min_scale': 0.75, 'max_rotate': 10.0, 'max_zoom': 1.1, 'max_lighting': 0.2, 'max_warp': 0.2, 'flip': True}
+
+
+def aug_options(c):
+    """The augmentation strengths of a resolved config (runs recorded before they were options get the defaults)."""
+    return {k: v if c.get(k) is None else c[k] for k, v in AUG.items()}
+
+
+def batch_tfms(size, min_scale=0.75, flip=True, **kw):
+    """fastai's `aug_transforms` at the recipe's batch size, as the reference recipe used them unless told otherwise."""
     from fastai.vision.all import aug_transforms
-    return aug_transforms(size=tuple(size), min_scale=min_scale)
+    return aug_transforms(size=tuple(size), min_scale=min_scale, do_flip=flip, **kw)
 
 
 def num_workers(requested=None):
@@ -81,7 +90,7 @@ def test_items(comp):
 
 
 def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=None, seed=42, device=None,
-                root=None, cache=True, test=()):
+                root=None, cache=True, test=(), aug=None):
     """DataLoaders from a fastai DataBlock: the images of train.csv, `valid` ids held out, one block per target.
 
     Images are read from `root` (a pre-resized copy) or the competition folder. With `cache`, and uint8
@@ -111,7 +120,7 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
                        get_x=ColReader('path', pref=f'{root}{os.sep}'),
                        get_y=[ColReader(c) for c in cols] if len(cols) > 1 else ColReader(cols[0]),
                        splitter=ColSplitter('is_valid'),
-                       item_tfms=itfms, batch_tfms=batch_tfms(size))
+                       item_tfms=itfms, batch_tfms=batch_tfms(size, **(aug or {})))
     import torch
     kw = {'device': device} if device is not None else {}
     # Pinned host memory lets batches copy to the GPU asynchronously; fastai picks CUDA when there is one.

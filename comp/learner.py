@@ -17,15 +17,21 @@ def build_learner(c, comp, run, workdir, for_training=False):
     targets = TARGETS[c['target']]
     test = () if for_training else list(data.test_items(comp)['path'])
     dls = data.dataloaders(comp, valid, c['size'], c['resize'], c['bs'], targets, c['workers'], c['seed'],
-                           root=c.get('images'), cache=c.get('cache', True), test=test)
+                           root=c.get('images'), cache=c.get('cache', True), test=test, aug=data.aug_options(c))
     kw = {}
     if len(targets) > 1:
         from .callbacks import MultiTargetLoss, multi_target_metrics
         sizes = [len(v) for v in dls.vocab]
-        kw.update(n_out=sum(sizes), loss_func=MultiTargetLoss(sizes), metrics=multi_target_metrics(sizes, targets))
+        kw.update(n_out=sum(sizes), loss_func=MultiTargetLoss(sizes, c.get('label_smoothing', 0)),
+                  metrics=multi_target_metrics(sizes, targets))
     else:
-        from fastai.vision.all import error_rate
+        from fastai.vision.all import LabelSmoothingCrossEntropyFlat, error_rate
         kw['metrics'] = error_rate
+        if c.get('label_smoothing'): kw['loss_func'] = LabelSmoothingCrossEntropyFlat(eps=c['label_smoothing'])
+    fixed = zoo.fixed_input_size(c['arch'])
+    if fixed and tuple(c['size']) != fixed:
+        # ViT / Swin at another size: timm builds the model for it and resamples the pretrained position embeddings
+        kw['img_size'] = tuple(c['size'])
     pretrained = bool(c['pretrained']) and for_training
     if pretrained and c.get('weights'): kw['pretrained_cfg_overlay'] = {'file': str(zoo.weights_file(c['arch'], c['weights']))}
     elif pretrained: zoo.check_hub(c['arch'])
@@ -53,6 +59,12 @@ def training_learner(c, comp, run, workdir):
         learn.model = learn.model.to(memory_format=torch.channels_last)
     # fastai counts samples: one optimizer step per bs x accum images keeps the recipe's effective batch.
     if c['accum'] > 1: learn.add_cb(GradientAccumulation(c['bs'] * c['accum']))
+    if c.get('mixup'):
+        from fastai.callback.mixup import MixUp
+        learn.add_cb(MixUp(c['mixup']))
+    if c.get('cutmix'):
+        from fastai.callback.mixup import CutMix
+        learn.add_cb(CutMix(c['cutmix']))
     if c.get('sync_free'):
         # No read back to the CPU per batch, so the CPU prepares the next batch while the GPU trains (comp.loop).
         # Opt-in until its GPU figures are measured (bench/README.md); on a CPU there is nothing to overlap.

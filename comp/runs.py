@@ -5,6 +5,7 @@ A run directory (`runs/<time>-<name>/`) holds:
     status.json     running / complete / failed, pid, epochs done     result.json errors, timing, images/s, cache
     metrics.csv     one row per epoch                                 vocab.json  the classes, in output order
     model.pth       the trained weights (fastai's `learn.save`)       checkpoint.pth  the last epoch's, while training
+    averaging.pth   EMA / best / last-K weights, while training (comp.averaging)
     lr_find.json / lr_find.png   with `--lr auto`                     loss.png, confusion.png
     preds_valid[_ttaN].csv / preds_test[_ttaN].csv   probabilities (id, [label,] one column per class)"""
 import os
@@ -33,6 +34,7 @@ class Run:
     metrics_file = property(lambda self: self.path / 'metrics.csv')
     model_file = property(lambda self: self.path / f'{MODEL}.pth')
     checkpoint_file = property(lambda self: self.path / f'{CHECKPOINT}.pth')
+    averaging_file = property(lambda self: self.path / 'averaging.pth')   # EMA, best and last-K weights, while training
     lr_find_file = property(lambda self: self.path / 'lr_find.json')
     lr_find_plot = property(lambda self: self.path / 'lr_find.png')
     loss_plot = property(lambda self: self.path / 'loss.png')
@@ -133,7 +135,9 @@ class Run:
 
     def write_preds(self, split, df, tta=0): write_csv(self.preds_file(split, tta), df)
 
-    def clear_checkpoint(self): self.checkpoint_file.unlink(missing_ok=True)
+    def clear_checkpoint(self):
+        self.checkpoint_file.unlink(missing_ok=True)
+        self.averaging_file.unlink(missing_ok=True)
 
 
 def create(workdir, cfg):

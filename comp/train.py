@@ -35,6 +35,21 @@ class TrainConfig:
     workers: int = None
     cache: bool = True             # decode each image once per run, within comp.cache.budget()
     sync_free: bool = False        # comp.loop's training loop without per-batch reads back to the CPU
+    # Regularisers and weight averaging (bench/quality.py measures each): 0 / 'last' is off.
+    label_smoothing: float = 0.0   # eps of fastai's LabelSmoothingCrossEntropyFlat, per head
+    mixup: float = 0.0             # alpha of fastai's MixUp
+    cutmix: float = 0.0            # alpha of fastai's CutMix
+    ema: float = 0.0               # decay of timm's ModelEmaV3 (with warm-up): validated, saved and predicted with
+    keep: str = 'last'             # the weights saved: the 'last' epoch's or the 'best' epoch's by validation error
+    average_last: int = 0          # save the average of the last K epochs' weights (timm's avg_checkpoints)
+    # aug_transforms strengths; None is the reference recipe's (data.AUG)
+    min_scale: float = None
+    max_rotate: float = None
+    max_zoom: float = None
+    max_lighting: float = None
+    max_warp: float = None
+    flip: bool = None
+    sizes: tuple = None            # progressive resizing: the epochs split across these growing sizes, e.g. '128,192,256'
 
 
 def resolve(cfg, comp=None):
@@ -43,12 +58,17 @@ def resolve(cfg, comp=None):
     out = asdict(cfg)
     out.update(name=r.name, arch=r.arch)
     if isinstance(out['resize'], str): out['resize'] = parse_resize(out['resize'])
+    if out['pretrained'] is None and not zoo.has_weights(r.arch): out['pretrained'] = False
+    if out['size'] is None and out['sizes']:   # progressive resizing ends at the run's size
+        out['size'] = (out['sizes'].split(',') if isinstance(out['sizes'], str) else out['sizes'])[-1]
+    chosen_schedule = out['schedule']
     for k in ('size', 'resize', 'bs', 'accum', 'lr', 'epochs', 'schedule', 'pretrained'):
         if out[k] is None: out[k] = getattr(r, k)
     out['size'] = _hw(out['size'], 'size')
     method, rsize = out['resize']
     out['resize'] = [method, _hw(rsize, 'resize')]
     if method not in zoo.RESIZE_METHODS: raise ConfigError(f'--resize {method}: use squish, crop or pad')
+    out['schedule'], out['schedule_why'] = _schedule(chosen_schedule, out['schedule'], out['pretrained'])
     if out['schedule'] not in SCHEDULES: raise ConfigError(f'--schedule {out["schedule"]}: use fine_tune or one_cycle')
     if out['precision'] not in PRECISIONS: raise ConfigError(f'--precision {out["precision"]}: use {", ".join(PRECISIONS)}')
     if out['target'] not in TARGETS: raise ConfigError(f'--target {out["target"]}: use {" or ".join(TARGETS)}')
@@ -58,12 +78,61 @@ def resolve(cfg, comp=None):
     for k in ('bs', 'accum', 'epochs'):
         if int(out[k]) < 1: raise ConfigError(f'--{k} must be at least 1')
     fixed = zoo.fixed_input_size(out['arch'])
-    if fixed and tuple(out['size']) != fixed:
-        raise ConfigError(f'{out["arch"]} only takes {fixed[0]}x{fixed[1]} images: drop --size or use {fixed[0]}')
+    if fixed and out['sizes']:
+        raise ConfigError(f'{out["arch"]} is built for one input size: drop --sizes (--size alone resizes it)')
+    _resolve_regularisers(out)
     out['normalize'] = zoo.normalization(out['arch']) if out['pretrained'] else None
     if comp is not None: out['data'] = str(comp.path)
     out['workers'] = data.num_workers(out['workers'])
     return out
+
+
+def _resolve_regularisers(out):
+    """Check the regularisers, averaging and augmentation options, and fill in the augmentation defaults."""
+    def number(k, ok, how):
+        try: v = float(out[k])
+        except (TypeError, ValueError): v = float('nan')
+        if not ok(v): raise ConfigError(f'--{k.replace("_", "-")} {out[k]}: {how}')
+        out[k] = v
+    number('label_smoothing', lambda v: 0 <= v < 1, 'use a value from 0 (off) to below 1, such as 0.1')
+    number('mixup', lambda v: v >= 0, 'use an alpha of 0 (off) or more, such as 0.4')
+    number('cutmix', lambda v: v >= 0, 'use an alpha of 0 (off) or more, such as 1.0')
+    number('ema', lambda v: 0 <= v < 1, 'use a decay from 0 (off) to below 1, such as 0.998')
+    if out['mixup'] and out['cutmix']: raise ConfigError('--mixup and --cutmix: use one of them')
+    if (out['mixup'] or out['cutmix']) and out['target'] != 'disease':
+        raise ConfigError(f'--mixup/--cutmix mix one label per image: use them with --target disease')
+    if out['keep'] not in ('best', 'last'): raise ConfigError(f'--keep {out["keep"]}: use best or last')
+    if int(out['average_last']) < 0: raise ConfigError(f'--average-last {out["average_last"]}: use 0 (off) or K >= 2')
+    out['average_last'] = int(out['average_last'])
+    if out['average_last'] and out['keep'] == 'best':
+        raise ConfigError('--average-last averages the last epochs: use it with --keep last')
+    if out['average_last'] > out['epochs']:
+        raise ConfigError(f'--average-last {out["average_last"]} is more than the {out["epochs"]} epochs: use at most {out["epochs"]}')
+    for k, v in data.AUG.items():
+        if out[k] is None: out[k] = v
+    number('min_scale', lambda v: 0 < v <= 1, 'use a fraction of the image area above 0, up to 1 (no crop)')
+    number('max_rotate', lambda v: 0 <= v <= 180, 'use degrees from 0 (off) to 180')
+    number('max_zoom', lambda v: v >= 1, 'use 1 (off) or more, such as 1.1')
+    number('max_lighting', lambda v: 0 <= v < 1, 'use a value from 0 (off) to below 1, such as 0.2')
+    number('max_warp', lambda v: 0 <= v < 1, 'use a value from 0 (off) to below 1, such as 0.2')
+    out['flip'] = bool(out['flip'])
+    if out['sizes'] is not None:
+        text = out['sizes'].split(',') if isinstance(out['sizes'], str) else out['sizes']
+        sizes = [_hw(s, 'sizes') for s in text]
+        if len(sizes) < 2 or len(sizes) > out['epochs']:
+            raise ConfigError(f'--sizes {out["sizes"]}: use 2 to {out["epochs"]} (the epochs) sizes, such as 128,192,256')
+        if sizes[-1] != out['size']:
+            raise ConfigError(f'--sizes ends at {"x".join(map(str, sizes[-1]))} but --size is '
+                              f'{"x".join(map(str, out["size"]))}: end --sizes at the size to predict at, or drop --size')
+        out['sizes'] = sizes
+
+
+def _schedule(chosen, recipe, pretrained):
+    """(schedule, why): fine_tune's frozen epoch and lowered early-layer rates only make sense for pretrained weights."""
+    if chosen is not None: return chosen, 'set by --schedule'
+    if not pretrained:
+        return 'one_cycle', 'no pretrained weights: one_cycle trains the whole randomly initialised model at the full rate'
+    return recipe, "the recipe's, for pretrained weights"
 
 
 def parse_resize(text):
@@ -130,6 +199,12 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     if not quiet: print(f'decode-once cache: {learn.dls.decode_cache}', flush=True)
     log = RunLog(run, quiet=quiet or sys.stdout.isatty())
     learn.add_cb(log)
+    from .averaging import for_config
+    keeper = for_config(c, run)
+    if keeper is not None: learn.add_cb(keeper)
+    if c.get('sizes'):
+        from .callbacks import ProgressiveResize
+        learn.add_cb(ProgressiveResize(c['sizes'], c['epochs'] + (c['schedule'] == 'fine_tune')))
     if not sys.stdout.isatty() or quiet: no_bars(learn)
     done = 0
     if resuming and run.checkpoint_file.exists():
@@ -144,6 +219,7 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
         lr = _lr_find(learn, run, (minimum, steep, valley, slide))
     t0 = time.time()
     fit(learn, c['schedule'], c['epochs'], lr, start=done)
+    saved = keeper.finish() if keeper is not None else {'weights': 'last', 'ema': None, 'epochs': [run.epochs_done]}
     learn.save(runs.MODEL)
     run.clear_checkpoint()
     vocab = list(learn.dls.vocab[0] if c['target'] != 'disease' else learn.dls.vocab)
@@ -153,7 +229,8 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     _plots(learn, run, valid, vocab)
     secs = time.time() - t0
     n_train = len(learn.dls.train_ds)
-    return {'valid_error': error(valid, vocab), 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
+    saved['valid_error'] = error(valid, vocab)   # of the weights saved, which predict loads
+    return {'valid_error': error(valid, vocab), 'saved_weights': saved, 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
             'seconds': round(secs, 1),
             'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),
             'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device)}

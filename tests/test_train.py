@@ -37,8 +37,28 @@ def test_options_override_recipe_and_config_is_explicit():
     assert (d['bs'], d['accum'], d['size'], d['resize']) == (32, 1, [256, 192], ['pad', [480, 360]])
 
 
+def test_without_pretrained_weights_the_default_schedule_is_one_cycle():
+    # fine_tune would freeze a random body for an epoch, then train it at half the rate (error 0.36 vs 0.08)
+    for kw in (dict(arch='convnext_small', pretrained=False), dict(arch='resnet18', pretrained=False),
+               dict(arch='coatnet_0_224')):   # coatnet_0_224: timm has no weights for it
+        c = resolve(TrainConfig(**kw))
+        assert (c['schedule'], c['pretrained']) == ('one_cycle', False), kw
+        assert 'no pretrained weights' in c['schedule_why']
+    c = resolve(TrainConfig(arch='convnext_small'))
+    assert (c['schedule'], c['pretrained']) == ('fine_tune', True) and 'recipe' in c['schedule_why']
+    c = resolve(TrainConfig(arch='resnet18', pretrained=False, schedule='fine_tune'))
+    assert c['schedule'] == 'fine_tune' and c['schedule_why'] == 'set by --schedule'
+
+
 @pytest.mark.parametrize('kw, msg', [
-    (dict(arch='vit_small', size=256), 'only takes 224x224'),
+    (dict(arch='test_vit', sizes='96,160', epochs=2), 'built for one input size'),
+    (dict(mixup=0.4, cutmix=1.0), 'use one of them'),
+    (dict(label_smoothing=1), 'such as 0.1'),
+    (dict(ema=1.5), 'such as 0.998'),
+    (dict(keep='first'), 'use best or last'),
+    (dict(average_last=3, keep='best'), 'use it with --keep last'),
+    (dict(min_scale=0), 'up to 1'),
+    (dict(sizes='64', epochs=2), 'such as 128,192,256'),
     (dict(schedule='warmup'), 'use fine_tune or one_cycle'),
     (dict(precision='fp8'), 'use auto, fp32, fp16, bf16'),
     (dict(lr='fast'), 'use a number such as 0.01, or auto'),
@@ -58,7 +78,7 @@ def test_run_directory_records_everything(two_runs):
         assert (run / f).is_file(), f
     assert not (run / 'checkpoint.pth').exists()
     cfg = json.loads((run / 'config.json').read_text())
-    assert [k for k, v in cfg.items() if v is None] == ['weights', 'folds', 'normalize', 'images']  # the rest filled in
+    assert [k for k, v in cfg.items() if v is None] == ['weights', 'folds', 'sizes', 'normalize', 'images']  # the rest filled in
     assert cfg['arch'] == 'test_convnext.r160_in1k' and cfg['size'] == [64, 64] and cfg['epochs'] == 2
     metrics = pd.read_csv(run / 'metrics.csv')
     assert list(metrics['epoch']) == [1, 2]
@@ -285,3 +305,73 @@ def test_a_finished_run_gives_its_cache_back(workspace, tmp_path, monkeypatch):
     run = train.train(train.TrainConfig(arch='test_convnext', epochs=1, workers=0), quiet=True)
     assert json.loads((run / 'result.json').read_text())['decode_cache'].endswith(str(tmp_path / 'cache'))
     assert list((tmp_path / 'cache').iterdir()) == []
+
+
+def _tfm_names(learn):
+    """The batch augmentations, with the affine ones fastai merges into one transform named by their functions."""
+    fs = learn.dls.train.after_batch.fs
+    return ([type(t).__name__ for t in fs] + [f.func.__name__ for t in fs for f in getattr(t, 'aff_fs', [])]
+            + [type(f).__name__ for t in fs for f in getattr(t, 'coord_fs', [])])
+
+
+@slow
+def test_regularisers_and_augmentation_strengths_train_and_are_recorded(workspace, tmp_path):
+    from fastai.callback.mixup import CutMix, MixUp
+    comp = competition.find()
+    kw = dict(label_smoothing=0.1, mixup=0.4, min_scale=0.5, max_rotate=0, max_warp=0, flip=False)
+    run = train.train(tc(**kw), quiet=True)
+    cfg = json.loads((run / 'config.json').read_text())
+    assert {k: cfg[k] for k in kw} == kw and cfg['cutmix'] == 0 and run.status == 'complete'
+    learn, _ = training_learner(cfg, comp, tmp_path, '.')
+    assert type(learn.loss_func).__name__ == 'LabelSmoothingCrossEntropyFlat' and learn.loss_func.func.eps == 0.1
+    assert [type(cb) for cb in learn.cbs if isinstance(cb, (MixUp, CutMix))] == [MixUp]
+    names = _tfm_names(learn)
+    assert not {'flip_mat', 'rotate_mat', '_WarpCoord'} & set(names) and 'zoom_mat' in names
+    crop = [t for t in learn.dls.train.after_batch.fs if type(t).__name__ == 'RandomResizedCropGPU']
+    assert crop and crop[0].min_scale == 0.5
+    plain, _ = training_learner(resolve(tc(), comp), comp, tmp_path, '.')   # the defaults are the reference's
+    assert {'flip_mat', 'rotate_mat', '_WarpCoord', 'zoom_mat', 'Brightness'} <= set(_tfm_names(plain))
+    assert type(plain.loss_func).__name__ == 'CrossEntropyLossFlat'
+    assert not [cb for cb in plain.cbs if isinstance(cb, (MixUp, CutMix))]
+    # CutMix, and label smoothing on each head of a two-headed model
+    cut = train.train(tc(cutmix=1.0), quiet=True)
+    assert json.loads((cut / 'config.json').read_text())['cutmix'] == 1.0 and cut.status == 'complete'
+    two = train.train(tc(target='disease+variety', label_smoothing=0.2), quiet=True)
+    learn, _ = training_learner(two.config, comp, tmp_path, '.')
+    assert [h.func.eps for h in learn.loss_func.heads] == [0.2, 0.2] and two.status == 'complete'
+
+
+def test_vit_pretrained_weights_load_at_a_non_native_size(workspace, tmp_path):
+    # timm's own resizing: the 160 px weights' position embeddings resampled to 96 px (6x6 patches of 16)
+    torch.manual_seed(5)
+    body = timm.create_model('test_vit.r160_in1k', pretrained=False, num_classes=0)
+    f = tmp_path / 'vit.pth'
+    torch.save(body.state_dict(), f)
+    c = resolve(tc(arch='test_vit', size=96, pretrained=True, weights=str(f)), competition.find())
+    learn = build_learner(c, competition.find(), tmp_path, '.', for_training=True)
+    loaded, saved = learn.model[0].model.state_dict(), body.state_dict()
+    assert loaded['pos_embed'].shape[1] != saved['pos_embed'].shape[1]
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items() if k != 'pos_embed')
+
+
+@slow
+def test_vit_trains_and_predicts_at_a_non_native_size(workspace):
+    from comp.predict import predict
+    run = train.train(tc(arch='test_vit', size=96, resize=('squish', 96)), quiet=True)
+    assert run.config['size'] == [96, 96] and run.status == 'complete'
+    sub = pd.read_csv(predict(run)['submission'], dtype=str)
+    assert len(sub) == len(competition.find().test_ids())
+
+
+@slow
+def test_progressive_resizing_changes_the_size_it_trains_at(workspace, monkeypatch):
+    from fastai.vision.all import Callback
+    from fastcore.basics import defaults
+    seen = []
+    class Sizes(Callback):
+        def before_batch(self):
+            if self.training and self.iter == 0 and not hasattr(self.learn, 'lr_finder'): seen.append(tuple(self.x.shape[-2:]))
+    monkeypatch.setattr(defaults, 'callbacks', list(defaults.callbacks) + [Sizes])
+    run = train.train(tc(epochs=3, sizes='32,48,64'), quiet=True)
+    assert seen == [(32, 32), (48, 48), (64, 64)]
+    assert run.config['sizes'] == [[32, 32], [48, 48], [64, 64]] and run.config['size'] == [64, 64]

@@ -1,0 +1,108 @@
+"""Which weights a run saves: the last epoch's, timm's EMA of them, the best epoch's by validation error, or the
+average of the last K epochs' (timm's avg_checkpoints). Imported only when training: it imports fastai and timm."""
+import torch
+from fastai.callback.core import Callback
+
+from .files import atomic_path
+
+ERROR_METRICS = ('error_rate', 'disease_error')   # the single-target and the two-headed models' validation error
+
+
+def for_config(c, run):
+    """The Averaging callback a resolved config asks for, or None when it saves the last epoch's weights."""
+    ema, keep, k = c.get('ema') or 0, c.get('keep') or 'last', c.get('average_last') or 0
+    if not ema and keep == 'last' and not k: return None
+    return Averaging(run, ema, keep, k)
+
+
+def _cpu(state): return {k: v.detach().to('cpu', copy=True) for k, v in state.items()}
+
+
+def average(states):
+    """The element-wise mean of state dicts, in float64 as timm's avg_checkpoints does; integer buffers from the last."""
+    out = {}
+    for k, v in states[-1].items():
+        if v.is_floating_point(): out[k] = (sum(s[k].double() for s in states) / len(states)).to(v.dtype)
+        else: out[k] = v.clone()
+    return out
+
+
+class Averaging(Callback):
+    """Keeps timm's ModelEmaV3 of the weights (updated after each optimizer step, validated each epoch in place of
+    the training weights), the best validated epoch's weights and the last K epochs'; `finish` loads the chosen ones.
+
+    What it keeps is written to the run each epoch (`Run.averaging_file`), so a resumed run continues it."""
+    order = 60  # after_epoch: after the Recorder (50) has the epoch's values, before RunLog (65) checkpoints
+
+    def __init__(self, run, ema=0.0, keep='last', average_last=0):
+        self.run_dir, self.decay, self.keep, self.k = run, float(ema), keep, int(average_last)
+        self.ema, self.step, self.best, self.recent, self.last, self.train_state = None, 0, None, [], None, None
+        self.skipping, self._ema_state = False, None
+        f = run.averaging_file
+        if f.exists():   # a resumed run: what the epochs before the interruption kept
+            st = torch.load(f, map_location='cpu', weights_only=True)
+            self.step, self.best, self.recent, self.last = st['step'], st['best'], st['recent'], st['last']
+            self._ema_state = st['ema']
+
+    def _finding(self): return hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds')
+
+    def before_fit(self):
+        if self._finding() or not self.decay or self.ema is not None: return
+        from timm.utils.model_ema import ModelEmaV3
+        # Warm-up (decay 1 - (1 + step)^-2/3, capped at `ema`): on short runs a plain decay would keep mostly the
+        # random initial weights, as timm's maintainer warns.
+        self.ema = ModelEmaV3(self.learn.model, decay=self.decay, use_warmup=True)
+        if self._ema_state is not None: self.ema.module.load_state_dict(self._ema_state)
+
+    def before_epoch(self): self.skipping = False
+
+    def after_cancel_epoch(self): self.skipping = True
+
+    def after_step(self):
+        # after_step only follows a real optimizer step (GradientAccumulation cancels the batch before it).
+        if self.ema is None or self._finding(): return
+        self.step += 1
+        self.ema.update(self.learn.model, step=self.step)
+
+    def before_validate(self):
+        if self.ema is None or self._finding(): return
+        self.train_state = _cpu(self.learn.model.state_dict())
+        self.learn.model.load_state_dict(self.ema.module.state_dict())
+
+    def _error(self):
+        names = [n for n in self.recorder.metric_names[1:] if n != 'time']
+        vals = dict(zip(names, map(float, self.recorder.values[-1])))
+        return next((vals[n] for n in ERROR_METRICS if n in vals), vals.get('valid_loss'))
+
+    def after_epoch(self):
+        if self.skipping or self._finding(): return
+        log = getattr(self.learn, 'run_log', None)
+        epoch = (log.fit_offset if log is not None else 0) + self.epoch + 1
+        err = self._error()
+        state = _cpu(self.learn.model.state_dict())   # the weights just validated: the EMA's when on
+        self.last = (epoch, err)
+        if self.keep == 'best' and (self.best is None or err <= self.best[1]): self.best = (epoch, err, state)
+        if self.k:
+            self.recent = [r for r in self.recent if r[0] < epoch][-(self.k - 1):] if self.k > 1 else []
+            self.recent.append((epoch, err, state))
+        with atomic_path(self.run_dir.averaging_file) as tmp:
+            torch.save({'step': self.step, 'best': self.best, 'recent': self.recent, 'last': self.last,
+                        'ema': self.ema.module.state_dict() if self.ema is not None else None}, tmp)
+        if self.train_state is not None:   # training (and RunLog's checkpoint) continue from the training weights
+            self.learn.model.load_state_dict(self.train_state)
+            self.train_state = None
+
+    def finish(self):
+        """Load the weights the run saves into the model, stop, and say which they are."""
+        learn = self.learn
+        learn.remove_cb(self)   # the run's final get_preds must not swap weights
+        ema = self.decay or None
+        if self.k:
+            state, epochs, err = average([r[2] for r in self.recent]), [r[0] for r in self.recent], None
+            kind = 'average'
+        elif self.keep == 'best':
+            (epoch, err, state), epochs, kind = self.best, [self.best[0]], 'best'
+        else:
+            state, epochs, err, kind = self.ema.module.state_dict(), [self.last[0]], self.last[1], 'last'
+        learn.model.load_state_dict(state)
+        return {'weights': kind, 'ema': ema, 'epochs': epochs, 'epoch_valid_error': err}
