@@ -53,9 +53,11 @@ def plan(resize, n, wanted=True):
     if not wanted: return None, 'off (--no-cache)'
     need, limit = nbytes(resize, n), budget()
     if need > limit: return None, f'off: {_gb(need)} of images is over the {_gb(limit)} budget (set {BUDGET_VAR})'
+    env, note = os.environ.get(DIR_VAR), ''
+    if env and not os.path.isdir(env): note = f' ({DIR_VAR}={env} is not a folder: not used)'
     d = folder(need)
-    if d is None: return None, f'off: no room for {_gb(need)} in {DIR_VAR}, /dev/shm or the temp folder'
-    return d, f'{_gb(need)} in {d}'
+    if d is None: return None, f'off: no room for {_gb(need)} in {DIR_VAR}, /dev/shm or the temp folder{note}'
+    return d, f'{_gb(need)} in {d}{note}'
 
 
 def folder(size):
@@ -65,7 +67,8 @@ def folder(size):
     The cache is a sparse memory-mapped file: one on a full tmpfs (Docker's /dev/shm is 64 MB) would kill
     the DataLoader workers with SIGBUS when they write into it, so the room is checked up front."""
     env = os.environ.get(DIR_VAR)
-    for d in [env] if env else ['/dev/shm', tempfile.gettempdir()]:
+    # A COMP_DECODE_CACHE_DIR that is not a folder (mistyped, not mounted) falls back as an unset one does.
+    for d in [env] if env and os.path.isdir(env) else ['/dev/shm', tempfile.gettempdir()]:
         try:
             if shutil.disk_usage(d).free >= size * 1.02 + 2 ** 20: return d
         except OSError:

@@ -1,4 +1,5 @@
 """fastai callbacks and losses for comp's runs (imported only when training: it imports fastai)."""
+import math
 import time
 
 import pandas as pd
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 from fastai.callback.core import Callback
 from fastai.learner import save_model
 
+from .errors import TrainingError
 from .files import atomic_path
 
 
@@ -39,6 +41,12 @@ class RunLog(Callback):
         old = run.metrics()
         if len(old): old = old[old['epoch'] < epoch]
         run.write_metrics(pd.concat([old, pd.DataFrame([row])]))
+        # Weights that gave a NaN or infinite loss cannot train on: stop before they become the checkpoint.
+        bad = [(k, v) for k, v in row.items() if k.endswith('loss') and not math.isfinite(v)]
+        if bad:
+            k, v = bad[0]
+            raise TrainingError(f'training stopped in epoch {epoch}: the {k} is {v}, so the weights diverged; '
+                                'train a new run with a lower --lr (or --lr auto)')
         with atomic_path(run.checkpoint_file) as tmp:
             save_model(tmp, self.learn.model, getattr(self.learn, 'opt', None))
         run.set_status('running', epochs_done=epoch)

@@ -24,6 +24,12 @@ def _table(rows, cols=None):
     return '\n'.join(lines)
 
 
+def _renamed(rec):
+    if Path(rec['submission']).stem != rec['asked_name']:
+        typer.echo(f'note: submissions/{rec["asked_name"]}.csv already holds other predictions, kept as they are; '
+                   f'these are in {rec["submission"]}')
+
+
 @app.command()
 def sample(dir: Path = typer.Argument(..., help='Folder to write the competition into (new or empty).'),
            scale: str = typer.Option('small', help='small (tens per label), full (10,407/3,469) or a fraction.'),
@@ -137,6 +143,7 @@ def predict(run: str = typer.Argument(..., help='A run directory or name from `c
     """Predict the test set with a run and write a validated submission to submissions/."""
     from .predict import predict as run_predict
     rec = run_predict(run, tta=tta, beta=beta, name=name)
+    _renamed(rec)
     if rec['valid_error_tta'] is not None:
         typer.echo(f'validation error: {rec["valid_error"]:.4f} plain, {rec["valid_error_tta"]:.4f} with TTA')
     typer.echo(f'submission: {rec["submission"]}')
@@ -169,6 +176,7 @@ def ensemble(run: List[str] = typer.Argument(..., help='Two or more run director
     Example: comp ensemble RUN1 RUN2 RUN3 --tta 4 --search-weights"""
     from .ensemble import ensemble as run_ensemble
     out = run_ensemble(run, blend=blend, name=name, tta=tta, beta=beta, search_weights=search_weights)
+    _renamed(out)
     for r, e in zip(out['runs'], out.get('run_valid_errors', [None] * len(out['runs']))):
         typer.echo(f'  {r}: validation error {"-" if e is None else f"{e:.4f}"}')
     typer.echo('weights: ' + ', '.join(f'{w:.3f}' for w in out['weights']))
@@ -213,13 +221,14 @@ def setup(competition: str = typer.Argument('paddy-disease-classification', help
 def submit(file: Path = typer.Argument(..., help='A submission CSV (from submissions/).'),
            message: str = typer.Option(..., '-m', '--message', help='The submission\'s description on Kaggle.'),
            dry_run: bool = typer.Option(False, '--dry-run', help='Only validate the file.'),
-           wait: int = typer.Option(300, help='Seconds to wait for Kaggle\'s score.')):
+           wait: int = typer.Option(300, help='Seconds to wait for Kaggle\'s score.'),
+           data: Optional[Path] = DATA):
     """Validate a submission, upload it to Kaggle, wait for its public score and record it in its sidecar.
 
     Example: comp submit submissions/RUN.csv -m "convnext_small, 12 epochs, TTA"
     """
     from .kaggle import submit as run_submit
-    rec = run_submit(file, message, wait=wait, dry_run=dry_run, echo=lambda m: typer.echo(m, err=True))
+    rec = run_submit(file, message, wait=wait, dry_run=dry_run, echo=lambda m: typer.echo(m, err=True), data=data)
     if rec.get('dry_run'):
         typer.echo(f'{file}: valid; not submitted (--dry-run)')
         return
@@ -228,10 +237,10 @@ def submit(file: Path = typer.Argument(..., help='A submission CSV (from submiss
 
 
 @app.command()
-def submissions():
+def submissions(data: Optional[Path] = DATA):
     """List this competition's Kaggle submissions with their scores and the runs behind each."""
     from .kaggle import submissions as list_subs
-    typer.echo(_table(list_subs(), ['ref', 'date', 'message', 'status', 'public_score', 'runs']))
+    typer.echo(_table(list_subs(data=data), ['ref', 'date', 'message', 'status', 'public_score', 'runs']))
 
 
 @app.command('push-notebook')
@@ -283,19 +292,77 @@ def zoo():
 
 def main():
     """Entry point: user errors print one line and exit 1; COMP_DEBUG=1 shows the traceback."""
-    if not os.environ.get('COMP_DEBUG'):
+    usage, abort = _click_exceptions()
+    debug = bool(os.environ.get('COMP_DEBUG'))
+    for c in app.registered_commands: c.callback = _interruptible(c.callback)
+    if not debug:
         # Library deprecation chatter (torch.jit, timm aliases) is not the user's to act on.
         import warnings
         for cat in (FutureWarning, DeprecationWarning, UserWarning): warnings.filterwarnings('ignore', category=cat)
     try:
-        app()
-    except CompError as e:
-        if os.environ.get('COMP_DEBUG'): raise
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr)
+        # Not standalone: click would turn Ctrl-C into its own Abort and exit before comp's handler sees it.
+        code = app(standalone_mode=False)
+    except usage as e:  # usage errors: click's own message and exit code
+        e.show()
+        sys.exit(e.exit_code)
+    except (Interrupted, KeyboardInterrupt, *abort) as e:
+        if debug: raise
+        run = next((getattr(x, 'comp_run') for x in _chain(e) if hasattr(x, 'comp_run')), None)
+        print('interrupted' + (f': resume with `comp train --resume {run}`' if run else ''), file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        if debug: raise
+        print(f'error: {describe(e)}', file=sys.stderr)
+        sys.exit(1)
+    if code == 130: print('interrupted', file=sys.stderr)  # typer's conversion of a Ctrl-C outside a command
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+class Interrupted(Exception):
+    """Ctrl-C inside a command, carried past typer (which turns a KeyboardInterrupt into a silent exit 130)."""
+
+
+def _interruptible(f):
+    import functools
+    if getattr(f, 'interruptible', False): return f
+    @functools.wraps(f)
+    def g(*args, **kwargs):
+        try: return f(*args, **kwargs)
+        except KeyboardInterrupt as e: raise Interrupted() from e
+    g.interruptible = True
+    return g
+
+
+def _click_exceptions():
+    """(usage errors, aborts) as click raises them: typer may carry its own copy of click."""
+    mods = []
+    try:
+        from typer._click import exceptions
+        mods.append(exceptions)
+    except ImportError: pass
+    try:
+        import click.exceptions
+        mods.append(click.exceptions)
+    except ImportError: pass
+    return tuple(m.ClickException for m in mods), (typer.Abort, *(m.Abort for m in mods if hasattr(m, "Abort")))
+
+
+def _chain(e):
+    while e is not None:
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def describe(e):
+    """One line for any exception: a CompError's message; what a failed write means; else its type."""
+    import errno
+    if isinstance(e, CompError): return str(e)
+    if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f'cannot write {e.filename or "a file"}: {"the disk is read-only" if e.errno == errno.EROFS else "permission denied"}; run comp in a folder you can write to'
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f'no room left on the disk writing {e.filename or "a file"}: free some space and run the command again'
+    first = (str(e).strip().splitlines() or [''])[0][:200]
+    return f'unexpected {type(e).__name__}{": " + first if first else ""} (set COMP_DEBUG=1 to see the traceback)'
 
 
 if __name__ == '__main__':

@@ -102,16 +102,23 @@ def problems_of(comp, check_images=True):
     sample = pd.read_csv(root / L.sample_csv, dtype=str, keep_default_na=False)
     if list(sample.columns) != [L.id_col, L.label_col]:
         problems.append(f'{L.sample_csv} has columns {",".join(sample.columns)}; expected {L.id_col},{L.label_col}')
+    elif not len(sample): problems.append(f'{L.sample_csv} has no rows: it must list every test image id')
+    if not len(train.columns) or not len(train): problems.append(f'{L.train_csv} has no rows')
     if problems: return problems
 
     folders = {p.name: {f.name for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS}
                for p in comp.train_path.iterdir() if p.is_dir()}
     csv_labels = set(train[L.label_col])
+    if '' in csv_labels or any(v.strip() != v for v in csv_labels):
+        blank = train[L.id_col][train[L.label_col].str.strip() != train[L.label_col]].tolist()
+        blank += train[L.id_col][train[L.label_col] == ''].tolist()
+        problems.append(f'{len(set(blank))} {L.train_csv} rows have an empty label or one with spaces around it: '
+                        f'{few(sorted(set(blank)))}')
     if csv_labels != set(folders):
         extra, missing = sorted(csv_labels - set(folders)), sorted(set(folders) - csv_labels)
         msg = f'labels in {L.train_csv} differ from the folders in {L.train_dir}/'
-        if extra: msg += f' (no folder for: {", ".join(extra)})'
-        if missing: msg += f' (no rows for folders: {", ".join(missing)})'
+        if extra: msg += f' (no folder for: {", ".join(map(_shown, extra))})'
+        if missing: msg += f' (no rows for folders: {", ".join(map(_shown, missing))})'
         problems.append(msg)
     where = {i: lbl for lbl, ids in folders.items() for i in ids}
     no_image, misplaced = [], []
@@ -134,8 +141,19 @@ def problems_of(comp, check_images=True):
         files = [comp.train_path / lbl / i for lbl, ids_ in folders.items() for i in sorted(ids_)]
         files += [comp.test_path / f for f in sorted(test_files)]
         bad = undecodable(files, root)
-        if bad: problems.append(f'{len(bad)} images cannot be decoded: {few(bad)}')
+        large = [b for b, why in bad if why == 'too large']
+        broken = [b for b, why in bad if why != 'too large']
+        if broken: problems.append(f'{len(broken)} images cannot be decoded: {few(broken)}')
+        if large:
+            from PIL import Image
+            problems.append(f'{len(large)} images have more pixels than Pillow\'s limit ({Image.MAX_IMAGE_PIXELS:,}) '
+                            f'lets comp decode: {few(large)}; shrink them')
     return problems
+
+
+def _shown(label):
+    """A label as messages show it: an empty or space-padded one quoted, so it is not a blank."""
+    return repr(label) if not label or label.strip() != label else label
 
 
 def few(items, n=5):
@@ -145,26 +163,32 @@ def few(items, n=5):
 
 
 def _decodes(f):
+    """True, or why the image cannot be used: 'too large' (over Pillow's pixel limit) or 'undecodable'."""
+    import warnings
     from PIL import Image
     try:
-        with Image.open(f) as im:
-            # Decoding at 1/8 scale reads the whole JPEG stream, so truncation still fails, ~10x faster.
-            im.draft('RGB', (max(1, im.width // 8), max(1, im.height // 8)))
-            im.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                # Decoding at 1/8 scale reads the whole JPEG stream, so truncation still fails, ~10x faster.
+                im.draft('RGB', (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
         return True
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return 'too large'
     except Exception:
-        return False
+        return 'undecodable'
 
 
 def undecodable(files, root):
-    """Paths (relative to `root`) of the images that fail to decode; results are cached by size and mtime."""
+    """(path relative to `root`, why) of the images that fail to decode; results are cached by size and mtime."""
     sig = hashlib.sha1()
     stats = [os.stat(f) for f in files]
     for f, st in zip(files, stats): sig.update(f'{f}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
     stamp = state_dir() / 'checked' / (sig.hexdigest() + '.ok')
     if stamp.exists(): return []
     with ThreadPoolExecutor(max(2, cpus())) as ex: ok = list(ex.map(_decodes, files))
-    bad = [str(Path(f).relative_to(root)) for f, good in zip(files, ok) if not good]
+    bad = [(str(Path(f).relative_to(root)), good) for f, good in zip(files, ok) if good is not True]
     if not bad:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.touch()
@@ -203,7 +227,14 @@ def find(data=None, workdir='.', check_images=True):
 
 def _recorded(workdir):
     f = Path(workdir) / WORKSPACE_FILE
-    return read_json(f) if f.exists() else None
+    if not f.exists(): return None
+    try: rec = read_json(f)
+    except Exception:
+        rec = None
+    if not isinstance(rec, dict) or not isinstance(rec.get('data'), str):
+        raise DataError(f'{f} is damaged (not the JSON record comp writes): delete it, then run `comp sample DIR` '
+                        'or `comp setup COMPETITION` here again, or pass --data PATH')
+    return rec
 
 
 def _kwargs(rec):

@@ -21,6 +21,8 @@ def shared_split(comp, workdir='.', seed=42, valid_pct=0.2, folds=None):
     Every run with the same settings reads the same file, so all of them validate on the same images
     and can be compared and ensembled."""
     import pandas as pd
+    if folds and folds < 2: raise ConfigError(f'--folds {folds} is too few: use 2 or more')
+    if not folds and not 0 < valid_pct < 1: raise ConfigError(f'--valid-pct {valid_pct} must be between 0 and 1')
     f = split_file(workdir, seed, valid_pct, folds)
     df = comp.train_df()
     L = comp.layout
@@ -31,15 +33,20 @@ def shared_split(comp, workdir='.', seed=42, valid_pct=0.2, folds=None):
                           '(runs made with the old one can no longer be ensembled with new ones)')
     from sklearn.model_selection import StratifiedKFold, train_test_split
     ids, labels = df[L.id_col].to_numpy(), df[L.label_col].to_numpy()
+    try:
+        if folds:
+            fold = pd.Series(0, index=ids)
+            for k, (_, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(ids, labels)):
+                fold.iloc[va] = k
+        else:
+            _, va = train_test_split(ids, test_size=valid_pct, stratify=labels, random_state=seed)
+    except ValueError as e:  # sklearn: more folds than images of a label, or fewer validation images than labels
+        what = f'--folds {folds}' if folds else f'--valid-pct {valid_pct}'
+        raise ConfigError(f'{what} cannot split {len(ids)} images of {len(set(labels))} labels by label '
+                          f'({str(e).splitlines()[0]}): use {"fewer folds" if folds else "another fraction"}') from None
     if folds:
-        if folds < 2: raise ConfigError(f'--folds {folds} is too few: use 2 or more')
-        fold = pd.Series(0, index=ids)
-        for k, (_, va) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(ids, labels)):
-            fold.iloc[va] = k
         split = pd.DataFrame({L.id_col: ids, 'fold': fold.to_numpy()})
     else:
-        if not 0 < valid_pct < 1: raise ConfigError(f'valid_pct {valid_pct} must be between 0 and 1')
-        _, va = train_test_split(ids, test_size=valid_pct, stratify=labels, random_state=seed)
         va = set(va)
         split = pd.DataFrame({L.id_col: ids, 'fold': [0 if i in va else 1 for i in ids]})
     write_csv(f, split.sort_values(L.id_col))
@@ -48,8 +55,8 @@ def shared_split(comp, workdir='.', seed=42, valid_pct=0.2, folds=None):
 
 def valid_ids(comp, workdir='.', seed=42, valid_pct=0.2, folds=None, fold=0):
     """The validation image ids of the shared split (fold `fold` when `folds` is set)."""
+    if folds and folds >= 2 and not 0 <= fold < folds: raise ConfigError(f'--fold {fold} must be between 0 and {folds - 1}')
     split = shared_split(comp, workdir, seed, valid_pct, folds)
-    if folds and not 0 <= fold < folds: raise ConfigError(f'--fold {fold} must be between 0 and {folds - 1}')
     return set(split.loc[split['fold'] == (fold if folds else 0), comp.layout.id_col])
 
 

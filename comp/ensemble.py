@@ -4,7 +4,7 @@ import numpy as np
 from . import competition, runs, submission
 from .errors import CompError
 from .learner import error
-from .predict import predictions
+from .predict import check_complete, predictions
 
 SPLIT_KEYS = ('seed', 'valid_pct', 'folds', 'fold')
 
@@ -13,11 +13,12 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=0.25, search_weights=
     """Average the runs' probabilities (weighted by `blend`), report validation error, write the submission;
     return its record (`submission`: the path; runs, weights, errors)."""
     if len(run_names) < 2: raise CompError('an ensemble needs at least two runs')
+    w = _weights(blend, len(run_names))
     rs = [runs.find(r, workdir) for r in run_names]
+    for r in rs: check_complete(r)
     vocab = rs[0].vocab
     for r in rs[1:]:
         if r.vocab != vocab: raise CompError(f'run {r.name} has a different vocab from {rs[0].name}: it cannot be ensembled')
-    w = _weights(blend, len(rs))
     comp = competition.find(rs[0].config['data'], workdir)
     id_col = comp.layout.id_col
     preds = [predictions(r, tta, beta, workdir, comp) for r in rs]
@@ -42,7 +43,9 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=0.25, search_weights=
     out['weights'] = [float(x) for x in np.asarray(w) / np.sum(w)]
     probs = sum(wi * t for wi, t in zip(out['weights'], tests)).reset_index()
     sub = submission.from_probs(comp, probs, vocab)
-    out['submission'] = submission.write(comp, sub, name or f'ensemble-{len(rs)}runs-{rs[0].name}', out, workdir)
+    default = f'ensemble-{len(rs)}runs-{rs[0].name}'
+    out['submission'] = submission.write(comp, sub, name or default, out, workdir, default_name=name is None)
+    out['asked_name'] = name or default
     return out
 
 

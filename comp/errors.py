@@ -19,3 +19,18 @@ class SubmissionError(CompError):
 
 class KaggleError(CompError):
     """Kaggle's API refused or failed a request."""
+
+
+class DiskError(CompError):
+    """A file could not be written: the disk is full or read-only."""
+
+
+class TrainingError(CompError):
+    """Training cannot go on (a loss that is not finite). Raised inside fastai callbacks, whose wrapper rewrites an
+    exception's args, so the message is kept apart."""
+
+    def __init__(self, msg):
+        super().__init__(msg)
+        self.msg = msg
+
+    def __str__(self): return self.msg

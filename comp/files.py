@@ -1,6 +1,8 @@
 """Atomic file writes, so an interrupted command never leaves a half-written file."""
+import errno
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,8 +27,31 @@ def atomic_path(path):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        if not no_room(e): raise
+        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+        os.unlink(tmp)  # a partial file would keep the disk full
+        from .errors import DiskError
+        raise DiskError(f'no room on the disk for {path}: it filled after {size_text(written)} of it were written '
+                        f'({size_text(shutil.disk_usage(path.parent).free)} free now); free at least that much and '
+                        'run the command again') from e
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
+
+
+def no_room(e):
+    """Whether an exception from writing a file means the disk (or the quota, or the file size limit) is full.
+
+    torch.save reports it as a RuntimeError of its zip writer, without an errno."""
+    if isinstance(e, OSError): return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return isinstance(e, RuntimeError) and ('write failed' in str(e) or 'unexpected pos' in str(e))
+
+
+def size_text(n):
+    """Bytes as a short text: 12.3 MB."""
+    for unit in ('bytes', 'KB', 'MB', 'GB'):
+        if n < 1024 or unit == 'GB': return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
+        n /= 1024
 
 
 def write_text(path, text):
@@ -41,8 +66,12 @@ def write_json(path, obj):
 
 
 def read_json(path):
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text())
+    """Read a JSON file; one that is not valid JSON (cut short, edited by hand) is a CompError naming it."""
+    text = Path(path).read_text()
+    try: return json.loads(text)
+    except ValueError as e:
+        from .errors import CompError
+        raise CompError(f'{path} is not valid JSON ({e}): restore it, or delete it if comp can write it again') from None
 
 
 def write_csv(path, df, **kwargs):

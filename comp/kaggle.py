@@ -49,6 +49,7 @@ def _secrets_to_env():
 
 def api():
     """An authenticated `KaggleApi`; a KaggleError saying where credentials go when there are none."""
+    backoff(), seconds_var('COMP_KAGGLE_POLL', 5)  # comp's own variables: garbage there fails before any request
     for k in ('KAGGLE_USERNAME', 'KAGGLE_KEY', 'KAGGLE_API_TOKEN'):
         if os.environ.get(k) == '': del os.environ[k]  # set but empty is not a credential
     _secrets_to_env()
@@ -58,6 +59,11 @@ def api():
         from kaggle.api.kaggle_api_extended import KaggleApi
         a = KaggleApi()
         try: a.authenticate()
+        except Exception as e:
+            import requests
+            if not isinstance(e, requests.RequestException): raise
+            # An access token is checked with Kaggle at once: without a network that is a connection error.
+            raise KaggleError('could not reach Kaggle to check the credentials: check the network connection') from None
         except SystemExit:
             if os.environ.get('KAGGLE_API_TOKEN'):
                 raise KaggleError('Kaggle did not accept the access token in KAGGLE_API_TOKEN (expired or mistyped): '
@@ -66,9 +72,35 @@ def api():
     return a
 
 
+def seconds_var(name, default):
+    """A number of seconds from the environment variable `name`; garbage there is a KaggleError naming it."""
+    text = os.environ.get(name, '')
+    if not text.strip(): return float(default)
+    try: v = float(text)
+    except ValueError: v = -1.0
+    if not v >= 0: raise KaggleError(f'{name}={text!r}: use a number of seconds such as {default}, or unset it')
+    return v
+
+
 def backoff():
     """Seconds before the first retry of a transient failure (doubling after): `COMP_KAGGLE_BACKOFF`, default 2."""
-    return float(os.environ.get('COMP_KAGGLE_BACKOFF', 2))
+    return seconds_var('COMP_KAGGLE_BACKOFF', 2)
+
+
+def unresolvable(e):
+    """Whether a requests error is a failed name lookup (no network, no DNS): retrying it cannot help."""
+    import socket
+    seen = set()
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if x is None or id(x) in seen: continue
+        seen.add(id(x))
+        if isinstance(x, socket.gaierror): return True
+        if 'NameResolutionError' in type(x).__name__ or 'Name or service not known' in str(x) \
+                or 'Temporary failure in name resolution' in str(x): return True
+        stack += [x.__cause__, x.__context__, getattr(x, 'reason', None), *[a for a in getattr(x, 'args', ()) if isinstance(a, BaseException)]]
+    return False
 
 
 def call(what, fn, *args, retries=4, **kwargs):
@@ -90,7 +122,10 @@ def call(what, fn, *args, retries=4, **kwargs):
                                               'at midnight UTC; try again then') from None
             if code is not None and code < 500: raise KaggleError(f'Kaggle refused to {what} (HTTP {code})') from None
             if attempt == retries: raise KaggleError(f'Kaggle failed to {what} (HTTP {code}) after {retries + 1} tries; try again later') from None
-        except (requests.ConnectionError, requests.Timeout):
+        except (requests.ConnectionError, requests.Timeout) as e:
+            if unresolvable(e):
+                raise KaggleError(f'could not reach Kaggle to {what}: its name does not resolve (no network or DNS?); '
+                                  'check the network connection') from None
             if attempt == retries: raise KaggleError(f'could not reach Kaggle to {what}: check the network connection') from None
         time.sleep(delay)
         delay *= 2
@@ -177,9 +212,9 @@ def _download(name, dest):
         out.rename(dest)
 
 
-def submit(file, message, wait=300, poll=None, dry_run=False, workdir='.', echo=print):
+def submit(file, message, wait=300, poll=None, dry_run=False, workdir='.', echo=print, data=None):
     """Validate `file`, upload it, wait (up to `wait` seconds) for its score, and record it in its sidecar."""
-    comp = competition.find(workdir=workdir, check_images=False)
+    comp = competition.find(data, workdir=workdir, check_images=False)
     submission.validate(file, comp)
     if dry_run: return {'dry_run': True, 'valid': True}
     a = api()
@@ -187,7 +222,7 @@ def submit(file, message, wait=300, poll=None, dry_run=False, workdir='.', echo=
     rec = {'competition': comp.name, 'message': message, 'ref': res.ref,
            'submitted_at': time.strftime('%Y-%m-%d %H:%M:%S'), 'status': 'PENDING', 'public_score': None}
     _record(file, rec)
-    poll = float(os.environ.get('COMP_KAGGLE_POLL', 5)) if poll is None else poll
+    poll = seconds_var('COMP_KAGGLE_POLL', 5) if poll is None else poll
     deadline = time.time() + wait
     while time.time() < deadline:
         sub = next((s for s in list_submissions(a, comp.name) if str(s['ref']) == str(res.ref)), None)
@@ -226,9 +261,9 @@ def list_submissions(a, name):
              'error': s.error_description} for s in subs if s is not None]
 
 
-def submissions(workdir='.'):
+def submissions(workdir='.', data=None):
     """Kaggle's list of this competition's submissions, joined with local sidecars (which runs made each)."""
-    comp = competition.find(workdir=workdir, check_images=False)
+    comp = competition.find(data, workdir=workdir, check_images=False)
     local = {}
     for side in (Path(workdir) / submission.SUBMISSIONS_DIR).glob('*.json'):
         rec = read_json(side)

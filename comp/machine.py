@@ -9,9 +9,18 @@ def cpus():
     except AttributeError: return os.cpu_count() or 1
 
 
-def alive(pid):
-    """Whether process `pid` is running (a zombie left by a killed child is not)."""
+def started(pid):
+    """When process `pid` started (clock ticks since boot, from /proc), or None where that cannot be read.
+    With its pid it names one process: a pid reused by a later program has another start time."""
+    try: return int(Path(f'/proc/{int(pid)}/stat').read_text().split(')')[-1].split()[19])
+    except (OSError, ValueError, IndexError): return None
+
+
+def alive(pid, since=None):
+    """Whether process `pid` is running (a zombie left by a killed child is not); with `since` (its `started`),
+    only if it is still that process, not a later one that got the same pid."""
     if not pid: return False
+    if since is not None and started(pid) not in (None, since): return False
     try: os.kill(int(pid), 0)
     except ProcessLookupError: return False
     except PermissionError: return True  # someone else's process: it exists

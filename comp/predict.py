@@ -9,13 +9,38 @@ from .learner import build_learner, error, no_bars, valid_preds
 def load_learner(run, workdir='.', comp=None):
     """(learner, competition, Run): the run's learner rebuilt from its config with its trained weights."""
     run = runs.find(run, workdir)
-    if run.status != 'complete' or not run.model_file.exists():
-        raise CompError(f'run {run.name} is {run.status}: finish it with `comp train --resume {run.name}`')
+    check_complete(run)
     comp = comp or competition.find(run.config['data'], workdir)
-    learn = build_learner(run.config, comp, run, workdir)
+    c = run.config
+    if c.get('images'):
+        from .resize import stale
+        old = stale(comp, c['images'])
+        if old:
+            # The run read the copy, but a copy that no longer matches its sources would predict old pixels.
+            print(f'not using the pre-resized copy {c["images"]}: {len(old)} images changed since it was made; '
+                  'predicting from the originals', flush=True)
+            c = {**c, 'images': None}
+    learn = build_learner(c, comp, run, workdir)
     learn.load(runs.MODEL, with_opt=False)
     if not sys.stdout.isatty(): no_bars(learn)
     return learn, comp, run
+
+
+def check_complete(run):
+    """A CompError saying what to do unless `run` finished and has what prediction reads."""
+    st = run.status
+    if st == 'running':
+        raise CompError(f'run {run.name} is still training: wait for it to finish')
+    if st == 'failed':
+        why = run.status_record().get('error')
+        raise CompError(f'run {run.name} failed{f" ({why})" if why else ""}: train a new run, or '
+                        f'`comp train --resume {run.name}` if the cause is fixed')
+    if st != 'complete':
+        raise CompError(f'run {run.name} is {st}: finish it with `comp train --resume {run.name}`')
+    missing = [f.name for f in (run.model_file, run.vocab_file) if not f.exists()]
+    if missing:
+        raise CompError(f'run {run.name} finished but its {" and ".join(missing)} is missing: restore it from a backup, '
+                        'or train a new run with the same options')
 
 
 def test_dl(learn, comp):
@@ -28,19 +53,23 @@ def predictions(run, tta=0, beta=0.25, workdir='.', comp=None):
     """(test, validation) probabilities of a run as DataFrames, computed once per TTA setting and stored in the run."""
     run = runs.find(run, workdir)
     comp = comp or competition.find(run.config['data'], workdir)
+    if tta < 0: raise CompError(f'--tta {tta}: use 0 (none) or a number of passes such as 4')
+    if tta and not 0 <= beta <= 1: raise CompError(f'--beta {beta}: use a weight between 0 and 1 (fastai: 0.25)')
     if run.members: return _group_predictions(run, tta, beta, workdir, comp)
     id_col = comp.layout.id_col
-    if run.has_preds('test', tta) and run.has_preds('valid', tta) and (not tta or run.result.get('beta') == beta):
-        return run.read_preds('test', tta, id_col), run.read_preds('valid', tta, id_col)
+    if run.has_preds('test', tta, beta) and run.has_preds('valid', tta, beta):
+        test, valid = run.read_preds('test', tta, id_col, beta), run.read_preds('valid', tta, id_col, beta)
+        if tta: run.record_tta_error(tta, beta, error(valid, run.vocab))
+        return test, valid
     learn, comp, run = load_learner(run, workdir, comp)
     vocab = run.vocab
     test = _frame(comp, comp.test_ids(), get_preds(learn, test_dl(learn, comp), tta, beta), vocab)
-    run.write_preds('test', test, tta)
+    run.write_preds('test', test, tta, beta)
     if not tta: return test, run.read_preds('valid', 0, id_col)
     probs = get_preds(learn, learn.dls.valid.new(shuffle=False, drop_last=False), tta, beta)
     valid = valid_preds(learn, comp, vocab, probs=probs)
-    run.write_preds('valid', valid, tta)
-    run.update_result(valid_error_tta=error(valid, vocab), tta=tta, beta=beta)
+    run.write_preds('valid', valid, tta, beta)
+    run.record_tta_error(tta, beta, error(valid, vocab))
     return test, valid
 
 
@@ -55,7 +84,7 @@ def _group_predictions(group, tta, beta, workdir, comp):
     test = (sum(t.loc[tests[0].index] for t in tests) / len(tests)).reset_index()
     oof = pd.concat([v for _, v in parts]).sort_values(id_col).reset_index(drop=True)
     if oof[id_col].duplicated().any(): raise CompError(f'the folds of {group.name} validate on overlapping images')
-    if tta: group.update_result(valid_error_tta=error(oof, group.vocab), tta=tta, beta=beta)
+    if tta: group.record_tta_error(tta, beta, error(oof, group.vocab))
     return test, oof
 
 
@@ -64,13 +93,13 @@ def predict(run, tta=0, beta=0.25, workdir='.', name=None):
     (`submission`: its path; the run, TTA and validation errors)."""
     run = runs.find(run, workdir)
     comp = competition.find(run.config['data'], workdir)
-    test, _ = predictions(run, tta, beta, workdir, comp)
-    res = run.result
+    test, valid = predictions(run, tta, beta, workdir, comp)
     record = {'runs': [run.name], 'weights': [1.0], 'tta': tta, 'beta': beta if tta else None,
-              'valid_error': res.get('valid_error'), 'valid_error_tta': res.get('valid_error_tta') if tta else None}
+              'valid_error': run.result.get('valid_error'), 'valid_error_tta': error(valid, run.vocab) if tta else None}
     sub = submission.from_probs(comp, test, run.vocab)
-    path = submission.write(comp, sub, name or f'{run.name}{"_tta" + str(tta) if tta else ""}', record, workdir)
-    return {**record, 'submission': path}
+    default = f'{run.name}_tta{tta}{"" if beta == 0.25 else f"_beta{beta:g}"}' if tta else run.name
+    path = submission.write(comp, sub, name or default, record, workdir, default_name=name is None)
+    return {**record, 'submission': path, 'asked_name': name or default}
 
 
 def _frame(comp, ids, probs, vocab):

@@ -4,6 +4,7 @@ JPEG decoding of 480x640 photos is what starves the GPU on Kaggle's 2-4 cores (.
 Pillow's `draft` asks libjpeg to decode at 1/2, 1/4 or 1/8 scale directly, which is several times faster
 than decoding fully and then shrinking, whenever the target is at most half the source."""
 import shutil
+from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from .machine import cpus
 
 RESIZED_DIR = 'resized'
 MANIFEST = 'manifest.json'
+CHUNK = 128   # images per worker between two writes of the manifest
 
 
 def resized_path(workdir, size):
@@ -50,47 +52,69 @@ def resize(size=256, data=None, workdir='.', workers=None):
     old = read_json(man_f) if man_f.exists() else {}
     if old.get('source') not in (None, str(comp.path)):
         raise ConfigError(f'{dest} was made from {old["source"]}: delete it, or resize in another folder')
-    files = {}
-    for d in (comp.train_path, comp.test_path):
-        for f in d.rglob('*'):
-            if f.suffix.lower() in competition.IMAGE_EXTS: files[f.relative_to(comp.path).as_posix()] = f
+    files = _sources(comp)
     seen = old.get('images', {})
     jobs, manifest = [], {}
-    for rel, f in sorted(files.items()):
-        st = f.stat()
-        sig = [st.st_size, st.st_mtime_ns]
-        manifest[rel] = sig
-        if seen.get(rel) != sig or not (dest / rel).exists():
+    for rel, (f, sig) in sorted(files.items()):
+        if seen.get(rel) == sig and (dest / rel).exists(): manifest[rel] = sig
+        else:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            jobs.append((f, dest / rel, size))
-    workers = workers or cpus()
-    if jobs:
-        with ProcessPoolExecutor(workers) as ex: list(ex.map(_job, jobs, chunksize=16))
+            jobs.append((f, dest / rel, size, sig))
     for rel in set(seen) - set(files):  # images gone from the source
         (dest / rel).unlink(missing_ok=True)
     for f in (L.train_csv, L.sample_csv, L.solution_csv):
         if (comp.path / f).exists(): shutil.copy2(comp.path / f, dest / f)
-    write_json(man_f, {'source': str(comp.path), 'size': size, 'images': manifest})
+    record = lambda: write_json(man_f, {'source': str(comp.path), 'size': size, 'images': manifest})
+    record()
+    workers = workers or cpus()
+    # The manifest is written as the work goes, so a killed resize redoes only the images it had not done.
+    step = CHUNK * workers
+    with ProcessPoolExecutor(workers) if jobs else nullcontext() as ex:
+        for k in range(0, len(jobs), step):
+            chunk = jobs[k:k + step]
+            list(ex.map(_job, [j[:3] for j in chunk], chunksize=16))
+            for f, dst, _, sig in chunk: manifest[dst.relative_to(dest).as_posix()] = sig
+            record()
     return dest, len(jobs)
 
 
-def usable(comp, workdir, resize_target):
-    """The largest up-to-date pre-resized copy whose images are big enough for `resize_target` (h, w), or None."""
+def _sources(comp):
+    """rel path -> (file, [size, mtime_ns]) for every image of the competition."""
+    out = {}
+    for d in (comp.train_path, comp.test_path):
+        for f in d.rglob('*'):
+            if f.suffix.lower() in competition.IMAGE_EXTS:
+                st = f.stat()
+                out[f.relative_to(comp.path).as_posix()] = (f, [st.st_size, st.st_mtime_ns])
+    return out
+
+
+def stale(comp, copy):
+    """The images of `comp` that the copy at `copy` lacks or made from other bytes (size or mtime differ), as
+    relative paths; every image when the copy has no manifest."""
+    man = Path(copy) / MANIFEST
+    m = read_json(man) if man.exists() else {}
+    imgs = m.get('images', {}) if m.get('source') == str(comp.path) else {}
+    return sorted(rel for rel, (_, sig) in _sources(comp).items() if imgs.get(rel) != sig)
+
+
+def usable(comp, workdir, resize_target, notes=None):
+    """The smallest up-to-date pre-resized copy whose images are big enough for `resize_target` (h, w), or None.
+
+    A copy whose images no longer match their sources (changed, added or moved since `comp resize`) is never
+    used: why goes to `notes` (a list), if given."""
     root = Path(workdir) / RESIZED_DIR
     if not root.is_dir(): return None
     need = max(resize_target)
     # A portrait 480x640 photo shrunk to longest side S is S x 0.75S; its short side must still reach the target.
     for d in sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
         man = d / MANIFEST
-        if not man.exists(): continue
-        m = read_json(man)
-        if m.get('source') != str(comp.path): continue
-        short = int(d.name) * 0.75
-        if short >= need and _fresh(comp, m): return d
+        if not man.exists() or int(d.name) * 0.75 < need: continue
+        if read_json(man).get('source') != str(comp.path): continue
+        old = stale(comp, d)
+        if not old: return d
+        if notes is not None:
+            notes.append(f'not using the pre-resized copy {d}: {len(old)} image{"s" * (len(old) > 1)} changed, added or '
+                         f'moved since it was made ({competition.few(old, 2)}); run `comp resize --size {d.name}` to '
+                         'bring it up to date')
     return None
-
-
-def _fresh(comp, m):
-    imgs = m.get('images', {})
-    n = sum(1 for d in (comp.train_path, comp.test_path) for f in d.rglob('*') if f.suffix.lower() in competition.IMAGE_EXTS)
-    return n == len(imgs)

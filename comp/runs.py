@@ -7,7 +7,7 @@ A run directory (`runs/<time>-<name>/`) holds:
     model.pth       the trained weights (fastai's `learn.save`)       checkpoint.pth  the last epoch's, while training
     averaging.pth   EMA / best / last-K weights, while training (comp.averaging)
     lr_find.json / lr_find.png   with `--lr auto`                     loss.png, confusion.png
-    preds_valid[_ttaN].csv / preds_test[_ttaN].csv   probabilities (id, [label,] one column per class)"""
+    preds_valid[_ttaN_betaB].csv / preds_test[_ttaN_betaB].csv   probabilities (id, [label,] one column per class)"""
 import os
 import platform
 import re
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import CompError
 from .files import read_json, write_csv, write_json
-from .machine import alive, cpus
+from .machine import alive, cpus, started
 
 RUNS_DIR = 'runs'
 MODEL, CHECKPOINT = 'model', 'checkpoint'   # fastai's save names: <name>.pth in the run directory
@@ -94,7 +94,8 @@ class Run:
     def set_status(self, status, **extra):
         """Record the run's status ('running', 'complete', 'failed', 'incomplete') with this process id and the time."""
         rec = self.status_record()
-        rec.update(extra, status=status, pid=os.getpid(), updated=time.strftime('%Y-%m-%d %H:%M:%S'))
+        rec.update(extra, status=status, pid=os.getpid(), started=started(os.getpid()),
+                   updated=time.strftime('%Y-%m-%d %H:%M:%S'))
         write_json(self.status_file, rec)
 
     @property
@@ -102,8 +103,8 @@ class Run:
         """'complete', 'failed', 'running', or 'incomplete' for a run whose process died without finishing."""
         st = self.status_record()
         if not st: return 'incomplete'
-        if st['status'] == 'running' and not alive(st.get('pid')): return 'incomplete'
-        return st['status']
+        if st.get('status') == 'running' and not alive(st.get('pid'), st.get('started')): return 'incomplete'
+        return st.get('status', 'incomplete')
 
     @property
     def epochs_done(self): return self.status_record().get('epochs_done', 0)
@@ -122,18 +123,30 @@ class Run:
 
     def write_lr_find(self, rec): write_json(self.lr_find_file, rec)
 
-    def preds_file(self, split, tta=0):
-        """Where the run keeps its 'test' or 'valid' probabilities for a TTA setting (0: none)."""
-        return self.path / f'preds_{split}{f"_tta{tta}" if tta else ""}.csv'
+    @staticmethod
+    def tta_key(tta, beta):
+        """The name of a TTA setting in file names and records: 'tta4_beta0.25'."""
+        return f'tta{int(tta)}_beta{float(beta):g}'
 
-    def has_preds(self, split, tta=0): return self.preds_file(split, tta).exists()
+    def preds_file(self, split, tta=0, beta=0.25):
+        """Where the run keeps its 'test' or 'valid' probabilities for a TTA setting (0: none): every setting that
+        changes them (passes and beta) is in the name, so one setting's file is never read for another."""
+        return self.path / f'preds_{split}{"_" + self.tta_key(tta, beta) if tta else ""}.csv'
 
-    def read_preds(self, split, tta, id_col):
+    def has_preds(self, split, tta=0, beta=0.25): return self.preds_file(split, tta, beta).exists()
+
+    def read_preds(self, split, tta, id_col, beta=0.25):
         """Stored probabilities, with the ids (column `id_col`) and labels read as strings."""
         import pandas as pd
-        return pd.read_csv(self.preds_file(split, tta), dtype={id_col: str, 'label': str})
+        return pd.read_csv(self.preds_file(split, tta, beta), dtype={id_col: str, 'label': str})
 
-    def write_preds(self, split, df, tta=0): write_csv(self.preds_file(split, tta), df)
+    def write_preds(self, split, df, tta=0, beta=0.25): write_csv(self.preds_file(split, tta, beta), df)
+
+    def record_tta_error(self, tta, beta, err):
+        """Record the TTA validation error of a setting (in `tta_errors`, by `tta_key`), and as the last one used
+        (`valid_error_tta` with its `tta` and `beta`, what the runs table shows)."""
+        errs = {**self.result.get('tta_errors', {}), self.tta_key(tta, beta): err}
+        self.update_result(tta_errors=errs, valid_error_tta=err, tta=tta, beta=beta)
 
     def clear_checkpoint(self):
         self.checkpoint_file.unlink(missing_ok=True)
@@ -191,6 +204,9 @@ def git_commit(where=None):
     except (OSError, subprocess.SubprocessError): return None
 
 
+COLUMNS = ('run', 'arch', 'size', 'epochs', 'lr', 'precision', 'target', 'fold', 'error', 'tta_error', 'minutes', 'status')
+
+
 def summary(run):
     """One row of the runs table for a run."""
     run = find(run)
@@ -208,10 +224,21 @@ def all_runs(workdir='.'):
     return [Run(p) for p in sorted(root.iterdir()) if Run(p).config_file.exists()] if root.exists() else []
 
 
+def _members(run):
+    try: return [m.name for m in run.members if m is not None]
+    except (CompError, KeyError, TypeError, ValueError): return []  # an unreadable record lists as such below
+
+
 def table(workdir='.', folds=False):
     """Every run under `workdir/runs`, best validation error first (unfinished runs last). A CV group is one row;
-    its fold runs are listed too with `folds`."""
+    its fold runs are listed too with `folds`. A run whose records cannot be read is listed as 'unreadable', with
+    why, and breaks no other run's row."""
     every = all_runs(workdir)
-    members = {m.name for r in every for m in r.members if m is not None}
-    rows = [summary(r) for r in every if folds or r.name not in members]
+    members = {m for r in every for m in _members(r)}
+    rows = []
+    for r in every:
+        if r.name in members and not folds: continue
+        try: rows.append(summary(r))
+        except (CompError, KeyError, TypeError, ValueError) as e:
+            rows.append({**dict.fromkeys(COLUMNS), 'run': r.name, 'status': 'unreadable', 'why': str(e) or type(e).__name__})
     return sorted(rows, key=lambda r: (r['error'] is None, r['error'] if r['error'] is not None else 0))

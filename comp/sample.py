@@ -39,8 +39,10 @@ def write_sample(dest, scale='small', seed=42, workers=None):
     if final.exists() and any(final.iterdir()):
         raise ConfigError(f'{final} is not empty: choose a new folder or delete it first')
     final.parent.mkdir(parents=True, exist_ok=True)
-    # Written into a temporary sibling and renamed at the end, so an interrupted run leaves nothing half-made.
-    dest = Path(tempfile.mkdtemp(prefix=f'.{final.name}.', dir=final.parent))
+    sweep_partial(final)
+    # Written into a temporary sibling and renamed at the end, so an interrupted run leaves nothing half-made;
+    # the sibling's name holds this process's id, so a killed run's is swept by the next one.
+    dest = Path(tempfile.mkdtemp(prefix=f'.{final.name}.{os.getpid()}.', dir=final.parent))
     try:
         _write(dest, frac, seed, workers)
         mask = os.umask(0)
@@ -51,6 +53,15 @@ def write_sample(dest, scale='small', seed=42, workers=None):
     finally:
         if dest.exists(): shutil.rmtree(dest)
     return final
+
+
+def sweep_partial(final):
+    """Remove the hidden partial folders that killed writes of `final` left (`.NAME.PID.*` of a process that is gone)."""
+    import shutil
+    from .machine import alive
+    for d in Path(final).parent.glob(f'.{Path(final).name}.*'):
+        pid = d.name[len(Path(final).name) + 2:].split('.')[0]
+        if d.is_dir() and pid.isdigit() and not alive(int(pid)): shutil.rmtree(d, ignore_errors=True)
 
 
 def sample(dest, scale='small', seed=42, workdir='.'):

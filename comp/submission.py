@@ -65,14 +65,36 @@ def from_probs(comp, probs, vocab):
     return sample.assign(**{L.label_col: labels})[[L.id_col, L.label_col]]
 
 
-def write(comp, df, name, sidecar, workdir='.'):
-    """Validate `df`, then write submissions/<name>.csv atomically with a <name>.json sidecar beside it."""
+def write(comp, df, name, sidecar, workdir='.', default_name=False):
+    """Validate `df`, then write submissions/<name>.csv atomically with a <name>.json sidecar beside it; return the path.
+
+    Nothing is replaced silently and no Kaggle record is lost: writing the same predictions with the same record
+    again keeps the sidecar's `kaggle` entries; other predictions under a `default_name` go to the first free
+    <name>-2, -3, ... (the returned path says which), and under a name the user chose are refused."""
     found = problems(comp, df)
     if found: raise SubmissionError(f'submission {name} would be invalid, nothing written: ' + '; '.join(found))
-    path = Path(workdir) / SUBMISSIONS_DIR / f'{name}.csv'
-    with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
-    write_json(sidecar_path(path), {'competition': comp.name, 'file': path.name, **sidecar})
+    folder = Path(workdir) / SUBMISSIONS_DIR
+    text = df.to_csv(index=False)
+    rec = {'competition': comp.name, **sidecar}
+    for k in range(1, 1000):
+        path = folder / (f'{name}.csv' if k == 1 else f'{name}-{k}.csv')
+        old = read_sidecar(path) if path.exists() else None
+        if old is None or (path.read_text() == text and _same_record(old, rec)): break
+        if not default_name:
+            sent = ' and was submitted to Kaggle' if old.get('kaggle') else ''
+            raise SubmissionError(f'{path} already holds other predictions{sent}: choose another --name, '
+                                  'or delete it (and its .json) first')
+    with atomic_path(path) as tmp: Path(tmp).write_text(text)
+    kaggle = {'kaggle': old['kaggle']} if old and old.get('kaggle') else {}
+    write_json(sidecar_path(path), {'competition': comp.name, 'file': path.name, **sidecar, **kaggle})
     return path
+
+
+def _same_record(old, new):
+    """Whether a sidecar describes the same submission as `new` (what Kaggle said about it aside)."""
+    strip = lambda r: {k: v for k, v in r.items() if k not in ('kaggle', 'file')}
+    import json
+    return json.dumps(strip(old), sort_keys=True, default=str) == json.dumps(strip(new), sort_keys=True, default=str)
 
 
 def sidecar_path(path):

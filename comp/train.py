@@ -142,48 +142,96 @@ def parse_resize(text):
 
 
 def _hw(size, what):
-    if isinstance(size, (int, float)): return [int(size), int(size)]
+    given = size if isinstance(size, str) else 'x'.join(map(str, size)) if isinstance(size, (list, tuple)) else size
+    if isinstance(size, (int, float)): size = [size]
     if isinstance(size, str):
         try: size = [int(s) for s in size.lower().replace(',', 'x').split('x')]
         except ValueError: size = []
     size = list(size)
     if len(size) == 1: size = size * 2
-    if len(size) != 2 or min(size) < 8: raise ConfigError(f'--{what} {size}: use a size such as 224 or 256x192')
+    if len(size) != 2 or min(size) < 8: raise ConfigError(f'--{what} {given!r}: use a size such as 224 or 256x192')
     return [int(s) for s in size]
 
 
 def _images(comp, c, workdir, quiet):
     """A pre-resized copy (`comp resize`) big enough for the recipe's item resize, else None (the originals)."""
     from .resize import usable
-    d = usable(comp, workdir, c['resize'][1])
+    notes = []
+    d = usable(comp, workdir, c['resize'][1], notes)
+    if not quiet:
+        for n in notes: print(n, flush=True)
     if d is not None and not quiet:
         print(f'using pre-resized images from {d} (large enough for {c["resize"][0]} '
               f'{"x".join(map(str, c["resize"][1]))})', flush=True)
     return str(d.resolve()) if d is not None else None
 
 
-def train(cfg, workdir='.', resume=None, quiet=False):
+def train(cfg=None, workdir='.', resume=None, quiet=False):
     """Train one model; return its Run, whose `result` holds the validation error, timing and images/s."""
     if resume is not None:
         run = runs.find(resume, workdir)
-        if run.status == 'complete': raise CompError(f'run {run.name} is already complete')
+        _check_resume(run, cfg)
         c = run.config
         comp = competition.find(c['data'], workdir)
     else:
+        cfg = cfg or TrainConfig()
         comp = competition.find(cfg.data, workdir)
         c = resolve(cfg, comp)
         precision(c['precision'])  # a precision this machine cannot run fails before any run is created
+        _check(c, comp, workdir)
         c['images'] = _images(comp, c, workdir, quiet)
         run = runs.create(workdir, c)
     run.set_status('running')
     try:
         result = _train(c, comp, run, workdir, resume is not None, quiet)
     except BaseException as e:
-        run.set_status('failed' if not isinstance(e, KeyboardInterrupt) else 'incomplete', error=str(e)[:500])
+        stopped = isinstance(e, KeyboardInterrupt)
+        if stopped: e.comp_run = run.name  # the CLI says how to resume it
+        try: run.set_status('incomplete' if stopped else 'failed', error=(str(e) or type(e).__name__)[:500])
+        except OSError: pass  # a full or read-only disk: the error being raised says so
         raise
     run.write_result(result)
     run.set_status('complete')
     return run
+
+
+def _check(c, comp, workdir):
+    """Everything about a resolved config that can be checked before a run exists, so a mistake leaves no failed run."""
+    import math
+    if c['lr'] != 'auto' and not (math.isfinite(c['lr']) and c['lr'] > 0):
+        raise ConfigError(f'--lr {c["lr"]}: use a positive number such as 0.01, or auto')
+    if c['workers'] < 0: raise ConfigError(f'--workers {c["workers"]}: use 0 (load in this process) or more')
+    if c['pretrained'] and c.get('weights'): zoo.weights_file(c['arch'], c['weights'])
+    if c.get('cache', True):
+        from .cache import budget
+        budget()  # a malformed COMP_DECODE_CACHE_GB fails now, not after the run folder exists
+    n = len(comp.train_df())
+    splits = c['folds'] >= 2 if c['folds'] else 0 < c['valid_pct'] < 1  # else valid_ids says what is wrong
+    n_train = n - math.ceil(n / c['folds'] if c['folds'] else n * c['valid_pct'])  # as sklearn sizes the split
+    if splits and c['bs'] > n_train:
+        raise ConfigError(f'--bs {c["bs"]} is more than the {n_train} training images: fastai drops the last partial '
+                          f'batch, so no batch would train; use --bs {max(1, n_train // 4)} or less')
+    # folds, fold, valid fraction and a stored split made for other images (the split is shared: writing it is fine)
+    data.valid_ids(comp, workdir, c['seed'], c['valid_pct'], c['folds'], c['fold'])
+
+
+def _check_resume(run, cfg):
+    """A run can be resumed once, by one process, with its own saved config."""
+    st = run.status
+    if st == 'complete':
+        missing = [f.name for f in (run.model_file, run.vocab_file, run.result_file) if not f.exists()]
+        if missing: raise CompError(f'run {run.name} finished but its {", ".join(missing)} is missing: restore it '
+                                    'from a backup, or train a new run with the same options')
+        raise CompError(f'run {run.name} is already complete')
+    if st == 'running':
+        raise CompError(f'run {run.name} is still training in process {run.status_record().get("pid")}: '
+                        'wait for it to finish, or stop that process and resume then')
+    if cfg is not None:
+        default = TrainConfig()
+        given = [k for k in asdict(default) if getattr(cfg, k) != getattr(default, k)]
+        if given:
+            raise ConfigError(f'--resume continues run {run.name} with its saved config: drop '
+                              f'{", ".join("--" + k.replace("_", "-") for k in given)} (or train a new run with them)')
 
 
 def _train(c, comp, run, workdir, resuming, quiet):
@@ -208,7 +256,10 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     if not sys.stdout.isatty() or quiet: no_bars(learn)
     done = 0
     if resuming and run.checkpoint_file.exists():
-        learn.load(runs.CHECKPOINT, with_opt=True)
+        try: learn.load(runs.CHECKPOINT, with_opt=True)
+        except Exception as e:
+            raise CompError(f'{run.checkpoint_file} cannot be read ({type(e).__name__}: it was cut short?): delete it '
+                            f'to resume run {run.name} from its first epoch, or train a new run') from e
         done = run.epochs_done
     lr = c['lr']
     if lr == 'auto' and resuming and run.lr_find:
@@ -220,7 +271,7 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     t0 = time.time()
     fit(learn, c['schedule'], c['epochs'], lr, start=done)
     saved = keeper.finish() if keeper is not None else {'weights': 'last', 'ema': None, 'epochs': [run.epochs_done]}
-    learn.save(runs.MODEL)
+    save_model(run.model_file, learn)
     run.clear_checkpoint()
     vocab = list(learn.dls.vocab[0] if c['target'] != 'disease' else learn.dls.vocab)
     run.write_vocab(vocab)
@@ -234,6 +285,14 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
             'seconds': round(secs, 1),
             'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),
             'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device)}
+
+
+def save_model(path, learn):
+    """The learner's weights and optimizer as fastai's `Learner.save` writes them, but atomically: a full disk or a
+    kill leaves no half-written model."""
+    from fastai.learner import save_model as fastai_save
+    from .files import atomic_path
+    with atomic_path(path) as tmp: fastai_save(tmp, learn.model, getattr(learn, 'opt', None))
 
 
 def fit(learn, schedule, epochs, lr, start=0, freeze_epochs=1):

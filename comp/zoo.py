@@ -67,7 +67,7 @@ def timm_names():
 
 
 def _did_you_mean(name, names):
-    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name, [n for n in names if n != name], n=3, cutoff=0.6)
     return f'did you mean {" or ".join(close)}? ' if close else ''
 
 

@@ -108,7 +108,7 @@ def test_predict_tta_records_both_errors_and_runs_shows_them(two_runs):
     ws, a, _ = two_runs
     path = predict.predict(a, tta=2, workdir=ws)['submission']
     res = json.loads((a / 'result.json').read_text())
-    valid = pd.read_csv(a / 'preds_valid_tta2.csv')
+    valid = pd.read_csv(a.preds_file('valid', 2, 0.25))
     vocab = json.loads((a / 'vocab.json').read_text())
     assert res['valid_error_tta'] == pytest.approx(error(valid, vocab))
     side = submission.read_sidecar(path)
