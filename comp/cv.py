@@ -2,7 +2,7 @@
 the group records them, their out-of-fold probabilities (each training image predicted once, by the model that
 did not see it) and their fold-averaged test probabilities, and is usable wherever a run is (predict, ensemble,
 the runs table)."""
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from . import competition, runs, train
 from .errors import ConfigError
@@ -25,8 +25,10 @@ def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print):
         if folds is None or folds < 2: raise ConfigError(f'--folds {folds}: use 2 or more')
         comp = competition.find(cfg.data, workdir)
         c = train.resolve(replace(cfg, folds=folds, fold=0), comp)
+        # What the user asked, so each fold resolves exactly as fold 0 did (a resumed fold is found by its config).
+        asked = {**asdict(cfg), 'folds': folds}
         group = runs.create(workdir, {**c, 'kind': 'cv', 'name': f'cv{folds}-{c["name"]}', 'fold': 'oof',
-                                      'train': c, 'members': [None] * folds})
+                                      'train': c, 'asked': asked, 'members': [None] * folds})
     group.set_status('running')
     try:
         for i in range(c['folds']):
@@ -52,8 +54,8 @@ def _fold(group, c, i, comp, workdir, quiet, echo):
         run = train.train(None, workdir=workdir, resume=found, quiet=quiet)
     else:
         echo(f'fold {i} of {c["folds"]}: training')
-        cfg = train.TrainConfig(**{k: v for k, v in c.items() if k in train.TrainConfig.__dataclass_fields__})
-        run = train.train(replace(cfg, arch=c['name'], fold=i), workdir=workdir, quiet=quiet)
+        cfg = train.TrainConfig(**{**group.config['asked'], 'fold': i})
+        run = train.train(cfg, workdir=workdir, quiet=quiet)
     group.write_config({**group.config, 'members': [*members[:i], run.name, *members[i + 1:]]})
 
 

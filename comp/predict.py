@@ -35,9 +35,12 @@ def check_complete(run):
         why = run.status_record().get('error')
         raise CompError(f'run {run.name} failed{f" ({why})" if why else ""}: train a new run, or '
                         f'`comp train --resume {run.name}` if the cause is fixed')
+    if st != 'complete' and run.members:
+        raise CompError(f'CV group {run.name} is {st}: finish it with `comp cv --resume {run.name}`')
     if st != 'complete':
         raise CompError(f'run {run.name} is {st}: finish it with `comp train --resume {run.name}`')
-    missing = [f.name for f in (run.model_file, run.vocab_file) if not f.exists()]
+    for m in run.members: check_complete(m)  # a CV group predicts with its folds' models
+    missing = [f.name for f in ([run.vocab_file] if run.members else [run.model_file, run.vocab_file]) if not f.exists()]
     if missing:
         raise CompError(f'run {run.name} finished but its {" and ".join(missing)} is missing: restore it from a backup, '
                         'or train a new run with the same options')
