@@ -57,6 +57,12 @@ def two_runs(tiny_sample, tmp_path_factory):
     return ws, a, b
 
 
+def ended_pid():
+    """The pid of a process that has exited: what a killed run leaves in its status.json."""
+    import subprocess
+    return int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout)
+
+
 def comp_cli(*args, cwd=None, env=None, timeout=900):
     """Run the installed `comp` command line as a user would."""
     import os

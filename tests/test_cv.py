@@ -2,8 +2,6 @@
 probabilities, resume of an interrupted group, and groups in predict, ensemble and the runs table."""
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -12,7 +10,7 @@ import pytest
 from comp import competition, cv, ensemble, predict, runs
 from comp.learner import error
 from comp.train import TrainConfig
-from conftest import comp_cli
+from conftest import comp_cli, ended_pid
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +78,7 @@ def test_an_interrupted_group_resumes_with_its_finished_folds_untouched(groups):
     shutil.copytree(second.path, second_copy)
     shutil.copy(second_copy / 'model.pth', second_copy / 'checkpoint.pth')
     for f in ('model.pth', 'result.json', 'preds_test.csv', 'preds_valid.csv'): (second_copy / f).unlink(missing_ok=True)
-    gone = int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout)
+    gone = ended_pid()
     (second_copy / 'status.json').write_text(json.dumps({'status': 'running', 'epochs_done': 0, 'pid': gone}))
     g.write_config({**g.config, 'members': [first.name, None]})
     g.result_file.unlink()

@@ -2,13 +2,11 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from comp import runs
-from conftest import comp_cli
+from conftest import comp_cli, ended_pid
 
 
 def _copy(run, name, **result):
@@ -28,7 +26,7 @@ def test_runs_table_best_first_unfinished_last(two_runs):
     best = _copy(b, '00-best', valid_error=lo / 2 - 0.01)
     unfinished = _copy(a, 'mm-unfinished')
     unfinished.result_file.unlink()
-    unfinished.status_file.write_text(json.dumps({'status': 'running', 'epochs_done': 1, 'pid': _ended_pid()}))
+    unfinished.status_file.write_text(json.dumps({'status': 'running', 'epochs_done': 1, 'pid': ended_pid()}))
     try:
         rows = json.loads(comp_cli('runs', '--json', cwd=ws).stdout)
         names = [r['run'] for r in rows]
@@ -49,16 +47,12 @@ def test_a_running_run_whose_process_is_gone_is_incomplete(tmp_path):
     run = runs.create(tmp_path, {'name': 'x'})
     assert run.status == 'running'  # this process
     rec = run.status_record()
-    rec['pid'] = _ended_pid()
+    rec['pid'] = ended_pid()
     run.status_file.write_text(json.dumps(rec))
     assert run.status == 'incomplete'
     run.set_status('complete')
     assert run.status == 'complete' and runs.find(run.name, tmp_path) == run
     assert oct(os.stat(run.config_file).st_mode & 0o777) == oct(0o666 & ~_umask())  # not mkstemp's 0600
-
-
-def _ended_pid():
-    return int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout)
 
 
 def _umask():

@@ -18,7 +18,7 @@ from comp import competition, runs, train
 from comp.errors import CompError, ConfigError
 from comp.learner import build_learner, no_bars, training_learner
 from comp.train import TrainConfig, resolve
-from conftest import comp_cli
+from conftest import comp_cli, ended_pid
 
 slow = pytest.mark.slow
 
@@ -117,7 +117,7 @@ def test_resume_keeps_the_learning_rate_lr_find_chose(workspace):
     chosen = json.loads((run / 'lr_find.json').read_text())
     # make the run look interrupted after epoch 1, with a different model state than lr_find saw
     (run / 'result.json').unlink()
-    run.set_status('running', epochs_done=1)
+    run.status_file.write_text(json.dumps({'status': 'running', 'epochs_done': 1, 'pid': ended_pid()}))
     shutil.copy(run / 'model.pth', run / 'checkpoint.pth')
     stamp = (run / 'lr_find.png').stat().st_mtime_ns
     train.train(None, resume=run.name, quiet=True)
