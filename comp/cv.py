@@ -8,8 +8,6 @@ from . import competition, runs, train
 from .errors import ConfigError
 from .learner import error
 
-# What a fold run's identity does not depend on: where its images came from and how they were loaded.
-NOT_IDENTITY = ('workers', 'images', 'cache', 'sync_free')
 
 
 def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print):
@@ -46,9 +44,9 @@ def _fold(group, c, i, comp, workdir, quiet, echo):
     members = group.config['members']
     found = group.members[i]
     if found is not None and found.status == 'complete': return
-    want = _identity({**c, 'fold': i})
+    want = train.identity({**c, 'fold': i})
     found = found or next((r for r in reversed(runs.all_runs(workdir))
-                           if r.status == 'incomplete' and _identity(r.config) == want), None)
+                           if r.status == 'incomplete' and train.identity(r.config) == want), None)
     if found is not None:
         echo(f'fold {i}: resuming {found.name}')
         run = train.train(None, workdir=workdir, resume=found, quiet=quiet)
@@ -69,8 +67,3 @@ def _combine(group, comp, workdir):
     return {'valid_error': error(oof, vocab), 'fold_errors': [m.result['valid_error'] for m in members],
             'n_valid': len(oof), 'seconds': round(sum(m.result.get('seconds', 0) for m in members), 1),
             'precision': members[0].result.get('precision')}
-
-
-def _identity(c):
-    return {k: v for k, v in c.items() if k not in NOT_IDENTITY}
-

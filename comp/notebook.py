@@ -1,6 +1,5 @@
 """What the notebooks in nbs/ share, so each of their cells is a call or two: the competition in smoke or real
 mode, a run's config with the weights the notebook has, train-or-resume, and Kaggle's submission.csv."""
-import json
 import shutil
 from pathlib import Path
 
@@ -11,8 +10,6 @@ from .files import atomic_path
 SMOKE_SCALE = 0.01             # the sample's size in smoke mode: ~100 training images, 35 test images
 SAMPLE_DIR = 'paddy-sample'
 SUBMISSION = 'submission.csv'  # what Kaggle reads from a notebook's working folder
-# What a run's identity does not depend on: where its images, weights and workers came from.
-NOT_IDENTITY = ('workers', 'images', 'weights', 'cache')
 
 
 def setup(smoke=False, name=competition.PADDY, workdir='.'):
@@ -44,22 +41,18 @@ def config(arch, smoke=False, workdir='.', **kw):
     return TrainConfig(arch=arch, **kw)
 
 
-def _identity(c):
-    return json.loads(json.dumps({k: v for k, v in c.items() if k not in NOT_IDENTITY}, default=str))
-
-
 def train(cfg, workdir='.', quiet=False):
     """The run of `cfg` here: a complete one as it is, an incomplete one resumed, else a new one trained.
 
     So a notebook stopped halfway picks up where it was when run again (a failed run is trained anew)."""
     from . import train as tr
     comp = competition.find(cfg.data, workdir)
-    want = _identity(tr.resolve(cfg, comp))
+    want = tr.identity(tr.resolve(cfg, comp))
     for row in sorted(runs.table(workdir), key=lambda r: r['run'], reverse=True):
         run = runs.find(row['run'], workdir)
         if row['status'] not in ('complete', 'incomplete'): continue
         c = run.config
-        if {k: v for k, v in _identity(c).items() if k in want} != want: continue
+        if {k: v for k, v in tr.identity(c).items() if k in want} != want: continue
         if row['status'] == 'complete':
             print(f'{run.name}: already trained, validation error {row["error"]:.4f}')
             return run

@@ -135,6 +135,17 @@ def _schedule(chosen, recipe, pretrained):
     return recipe, "the recipe's, for pretrained weights"
 
 
+# What a run's identity does not depend on: where its images and weights came from, how they were loaded.
+NOT_IDENTITY = ('workers', 'images', 'weights', 'cache', 'sync_free')
+
+
+def identity(c):
+    """A resolved config without what does not change the run, as JSON would hold it: two configs with the same
+    identity train the same run (so a notebook or a CV group can find one it started before)."""
+    import json
+    return json.loads(json.dumps({k: v for k, v in c.items() if k not in NOT_IDENTITY}, default=str))
+
+
 def parse_resize(text):
     """'pad:480x360' -> ('pad', '480x360'); a method alone keeps 480."""
     method, _, size = str(text).partition(':')
