@@ -133,7 +133,9 @@ def test_a_corrupt_record_is_one_line_and_breaks_no_other_run(workspace, tiny_sa
 
 def test_a_sample_submission_with_no_rows(tiny_copy, tmp_path):
     (tiny_copy / 'sample_submission.csv').write_text('image_id,label\n')
+    before = sorted(tmp_path.iterdir())
     one_line(comp_cli('validate', 'x.csv', '--data', tiny_copy, cwd=tmp_path), 'sample_submission.csv has no rows')
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
 
 
 def test_hints_name_only_options_the_command_has(tmp_path):
