@@ -204,6 +204,19 @@ def holdout(dir: Path = typer.Argument(..., help='Folder for the new local compe
 
 
 @app.command()
+def pseudo(submission: Path = typer.Argument(..., help='A submission from comp predict or comp ensemble (its .json record names the runs).'),
+           threshold: float = typer.Option(0.9, help='Smallest probability of the predicted label for a test image to join training.'),
+           dest: Optional[Path] = typer.Option(None, help='Folder for the derived competition (default: ./pseudo-<submission>-p<threshold>).')):
+    """Pseudo-labels: a local competition whose training set adds the test images the submission's models are sure of.
+
+    The shared split and folds stay the real images'; pseudo-labelled images never validate.
+    Example: comp pseudo submissions/ensemble.csv --threshold 0.95, then comp cv convnext_small --data DEST"""
+    from .pseudo import pseudo as make_pseudo
+    path, n = make_pseudo(submission, threshold=threshold, dest=dest)
+    typer.echo(f'wrote {path}: {n} test images pseudo-labelled (probability >= {threshold:g}); train on it with --data {path}')
+
+
+@app.command()
 def resize(size: int = typer.Option(256, help='Longest side of the resized images, in pixels.'),
            data: Optional[Path] = DATA,
            workers: Optional[int] = typer.Option(None, help='Parallel processes (default: the CPU cores).')):
