@@ -44,20 +44,11 @@ def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, refit=Fa
 
 
 def _fold(group, c, i, comp, workdir, quiet, echo):
+    cfg = train.TrainConfig(**{**group.config['asked'], 'fold': i})
+    run = _train_or_resume(cfg, group.members[i], train.identity({**c, 'fold': i}), f'fold {i}',
+                           f'fold {i} of {c["folds"]}', workdir, quiet, echo)
     members = group.config['members']
-    found = group.members[i]
-    if found is not None and found.status == 'complete': return
-    want = train.identity({**c, 'fold': i})
-    found = found or next((r for r in reversed(runs.all_runs(workdir))
-                           if r.status == 'incomplete' and train.identity(r.config) == want), None)
-    if found is not None:
-        echo(f'fold {i}: resuming {found.name}')
-        run = train.train(None, workdir=workdir, resume=found, quiet=quiet)
-    else:
-        echo(f'fold {i} of {c["folds"]}: training')
-        cfg = train.TrainConfig(**{**group.config['asked'], 'fold': i})
-        run = train.train(cfg, workdir=workdir, quiet=quiet)
-    group.write_config({**group.config, 'members': [*members[:i], run.name, *members[i + 1:]]})
+    if run is not None: group.write_config({**group.config, 'members': [*members[:i], run.name, *members[i + 1:]]})
 
 
 def refit_config(group):
@@ -66,19 +57,23 @@ def refit_config(group):
 
 
 def _refit(group, comp, workdir, quiet, echo):
-    done = group.refit
-    if done is not None and done.status == 'complete': return
     cfg = refit_config(group)
-    want = train.identity(train.resolve(cfg, comp))
-    found = done or next((r for r in reversed(runs.all_runs(workdir))
-                          if r.status == 'incomplete' and train.identity(r.config) == want), None)
+    run = _train_or_resume(cfg, group.refit, train.identity(train.resolve(cfg, comp)), 'refit',
+                           f'refit on all {len(comp.train_df())} training images', workdir, quiet, echo)
+    if run is not None: group.write_config({**group.config, 'refit': run.name})
+
+
+def _train_or_resume(cfg, known, want, what, new, workdir, quiet, echo):
+    """None when the group's `known` run is complete; else that run, or an interrupted one with the identity `want`
+    (a group interrupted before it recorded its run), resumed; else a new run of `cfg`."""
+    if known is not None and known.status == 'complete': return None
+    found = known or next((r for r in reversed(runs.all_runs(workdir))
+                           if r.status == 'incomplete' and train.identity(r.config) == want), None)
     if found is not None:
-        echo(f'refit: resuming {found.name}')
-        run = train.train(None, workdir=workdir, resume=found, quiet=quiet)
-    else:
-        echo(f'refit on all {len(comp.train_df())} training images: training')
-        run = train.train(cfg, workdir=workdir, quiet=quiet)
-    group.write_config({**group.config, 'refit': run.name})
+        echo(f'{what}: resuming {found.name}')
+        return train.train(None, workdir=workdir, resume=found, quiet=quiet)
+    echo(f'{new}: training')
+    return train.train(cfg, workdir=workdir, quiet=quiet)
 
 
 def _combine(group, comp, workdir):
