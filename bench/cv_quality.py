@@ -70,14 +70,15 @@ def main():
         t0 = time.time()
         gp = cv.cv(cfg(data=str(dest)), folds=a.folds, workdir=work, quiet=True, refit=True, echo=lambda m: None)
         scored(KINDS[3], seed, gp, t0, n_pseudo=n)
-    rows = [{'kind': k, 'holdout_error_mean': round(statistics.mean(e), 4),
-             'holdout_error_sd': round(statistics.stdev(e), 4) if len(e) > 1 else None, 'seeds': len(e),
-             'errors': [round(x, 4) for x in e], 'seconds_per_seed': round(statistics.mean(secs[k]), 1)}
-            for k, e in errs.items()]
-    n = competition.load(comp_dir)
-    record(a.name, rows, {'arch': a.arch, 'epochs': a.epochs, 'folds': a.folds, 'threshold': a.threshold,
-                          'scale': a.scale, 'frac': a.frac, 'extra': extra, 'n_train': len(n.train_df()),
-                          'n_holdout': len(n.test_ids()), 'runs': runs})
+        # recorded after every seed, so a bench stopped early keeps the seeds it finished
+        rows = [{'kind': k, 'holdout_error_mean': round(statistics.mean(e), 4),
+                 'holdout_error_sd': round(statistics.stdev(e), 4) if len(e) > 1 else None, 'seeds': len(e),
+                 'errors': [round(x, 4) for x in e], 'seconds_per_seed': round(statistics.mean(secs[k]), 1)}
+                for k, e in errs.items()]
+        n = competition.load(comp_dir)
+        record(a.name, rows, {'arch': a.arch, 'epochs': a.epochs, 'folds': a.folds, 'threshold': a.threshold,
+                              'scale': a.scale, 'frac': a.frac, 'extra': extra, 'n_train': len(n.train_df()),
+                              'n_holdout': len(n.test_ids()), 'runs': runs})
 
 
 if __name__ == '__main__':
