@@ -10,10 +10,11 @@ from .learner import error
 
 
 
-def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print):
+def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, cbs=()):
     """Train every fold of the shared `folds`-fold split with `cfg` and return the group (a Run whose `members` are
     the fold runs and whose `result` holds the CV error). With `resume`, finish an interrupted group: complete
-    folds are kept as they are, an interrupted fold is resumed, missing folds are trained."""
+    folds are kept as they are, an interrupted fold is resumed, missing folds are trained. `cbs`: more fastai
+    callbacks for every fold's fit (comp auto's deadline)."""
     if resume is not None:
         group = runs.find(resume, workdir)
         if group.config.get('kind') != 'cv': raise ConfigError(f'{group.name} is a run, not a CV group: resume it with `comp train --resume`')
@@ -30,7 +31,7 @@ def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print):
     group.set_status('running')
     try:
         for i in range(c['folds']):
-            _fold(group, c, i, comp, workdir, quiet, echo)
+            _fold(group, c, i, comp, workdir, quiet, echo, cbs)
         result = _combine(group, comp, workdir)
     except BaseException as e:
         group.set_status('incomplete' if isinstance(e, KeyboardInterrupt) else 'failed', error=str(e)[:500])
@@ -40,7 +41,7 @@ def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print):
     return group
 
 
-def _fold(group, c, i, comp, workdir, quiet, echo):
+def _fold(group, c, i, comp, workdir, quiet, echo, cbs=()):
     members = group.config['members']
     found = group.members[i]
     if found is not None and found.status == 'complete': return
@@ -49,11 +50,11 @@ def _fold(group, c, i, comp, workdir, quiet, echo):
                            if r.status == 'incomplete' and train.identity(r.config) == want), None)
     if found is not None:
         echo(f'fold {i}: resuming {found.name}')
-        run = train.train(None, workdir=workdir, resume=found, quiet=quiet)
+        run = train.train(None, workdir=workdir, resume=found, quiet=quiet, cbs=cbs)
     else:
         echo(f'fold {i} of {c["folds"]}: training')
         cfg = train.TrainConfig(**{**group.config['asked'], 'fold': i})
-        run = train.train(cfg, workdir=workdir, quiet=quiet)
+        run = train.train(cfg, workdir=workdir, quiet=quiet, cbs=cbs)
     group.write_config({**group.config, 'members': [*members[:i], run.name, *members[i + 1:]]})
 
 
