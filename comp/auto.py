@@ -14,8 +14,8 @@ from . import competition, runs
 from .errors import CompError, ConfigError
 from .files import read_json, write_json
 
-AUTO_DIR = 'auto'                 # the plan and the last result, in the working folder
-PLAN_FILE, RESULT_FILE = 'plan.json', 'result.json'
+AUTO_DIR = 'auto'                 # the plan and the last call's outcome, in the working folder
+PLAN_FILE, RESULT_FILE = 'plan.json', 'outcome.json'
 # Best quality first (Road to the Top, part 3: the large models won on Paddy), then smaller ones for short budgets.
 CANDIDATES = ('convnext_large', 'vit_large', 'swinv2_large', 'swin_large', 'convnext_small', 'vit_small', 'swinv2_base')
 TTA = 4                           # fastai's passes, when they fit
@@ -54,7 +54,7 @@ def auto(hours, candidates=None, folds=5, submit=False, dry_run=False, tta=TTA, 
     resolve(_train_config(names[0], comp, options), comp)   # a bad option fails before any probe
     plan = _saved_plan(workdir, asked)
     if plan is not None:
-        echo(f'resuming the plan of {plan["created"]} ({_plan_file(workdir)})')
+        echo(f'using the plan saved at {plan["created"]} ({_plan_file(workdir)})')
     else:
         probes, skipped = _probe_all(names, comp, workdir, options, PROBE_SHARE * budget, echo)
         plan = make_plan(probes, budget - (time.time() - start), len(comp.train_df()), len(comp.test_ids()),
