@@ -37,7 +37,9 @@ def auto(hours, candidates=None, folds=5, submit=False, dry_run=False, tta=TTA, 
          data=None, quiet=False, echo=print, **options):
     """Probe, plan, train, ensemble and write the submission within `hours`; return the record (`plan`, `steps`,
     `submission`, `elapsed_s`). `options` are TrainConfig values for every candidate (`pretrained`, `weights`,
-    `size`, `workers`, ...). Run again with the same arguments, it resumes the saved plan where it stopped."""
+    `size`, `workers`, ...). Run again with the same arguments and at most the same `hours` (a notebook stopped
+    early, with the time it has left), it goes on with the saved plan: finished steps are kept as they are, an
+    interrupted one resumes; more `hours` make a new plan, which still finds the steps it shares with the old."""
     start = time.time()
     budget = _budget(hours)
     comp = competition.find(data, workdir)
@@ -51,10 +53,14 @@ def auto(hours, candidates=None, folds=5, submit=False, dry_run=False, tta=TTA, 
     asked = {'hours': hours, 'candidates': names, 'folds': folds, 'tta': tta, 'data': str(comp.path),
              'options': options, 'device': _device()}
     from .train import resolve
-    resolve(_train_config(names[0], comp, options), comp)   # a bad option fails before any probe
+    c = resolve(_train_config(names[0], comp, options), comp)   # a bad option fails before any probe
+    if folds > 1:   # too many folds for the labels' counts fails now, not at the first step
+        from .data import valid_ids
+        valid_ids(comp, workdir, c['seed'], c['valid_pct'], folds, 0)
     plan = _saved_plan(workdir, asked)
     if plan is not None:
-        echo(f'using the plan saved at {plan["created"]} ({_plan_file(workdir)})')
+        echo(f'using the plan saved at {plan["created"]} for {_hm(plan["budget_s"])} ({_plan_file(workdir)}), '
+             f'with {_hm(budget)} now')
     else:
         probes, skipped = _probe_all(names, comp, workdir, options, PROBE_SHARE * budget, echo)
         plan = make_plan(probes, budget - (time.time() - start), len(comp.train_df()), len(comp.test_ids()),
@@ -111,12 +117,14 @@ def _plan_file(workdir):
 
 
 def _saved_plan(workdir, asked):
-    """The saved plan when it was made for the same arguments on the same kind of machine, else None."""
+    """The saved plan when it was made for the same arguments on the same kind of machine and at least this budget,
+    else None: a notebook run again after a stop, with the time it has left, goes on with the plan it started."""
     f = _plan_file(workdir)
     if not f.exists(): return None
     plan = read_json(f)
-    same = lambda a, b: _json(a) == _json(b)
-    return plan if same(plan.get('asked'), asked) else None
+    old = plan.get('asked') or {}
+    same = _json({**old, 'hours': None}) == _json({**asked, 'hours': None})
+    return plan if same and float(asked['hours']) <= float(old.get('hours', 0)) else None
 
 
 def _json(x):
@@ -139,11 +147,25 @@ def _probe_all(names, comp, workdir, options, share, echo):
             skipped.append({'arch': arch, 'why': why})
             echo(f'skipping {arch}: {why}')
             continue
-        p = probe(cfg, comp, workdir)
+        try: p = probe(cfg, comp, workdir)
+        except (RuntimeError, MemoryError) as e:   # out of GPU memory at the recipe's batch size, say
+            why = f'its probe failed ({type(e).__name__}: {(str(e).splitlines() or [""])[0][:120]})'
+            skipped.append({'arch': arch, 'why': why})
+            echo(f'skipping {arch}: {why}')
+            continue
+        finally: _free_gpu()
         probes[arch] = p
         echo(f'probed {arch}: {1 / p["train_s"]:.0f} training images/s, {1 / p["predict_s"]:.0f} predicted images/s '
              f'({p["probe_s"]:.0f}s)')
     return probes, skipped
+
+
+def _free_gpu():
+    """Give the probe's GPU memory back before the next candidate's."""
+    import gc
+    import torch
+    gc.collect()
+    if torch.cuda.is_available(): torch.cuda.empty_cache()
 
 
 def _unavailable(cfg):
@@ -182,7 +204,9 @@ def probe(cfg, comp, workdir='.', batches=PROBE_BATCHES):
             save_s = time.time() - t
         finally: release(learn.dls)
     tr, va = timer.rate(True), timer.rate(False)
-    return {'arch': c['name'], 'train_s': tr[0], 'predict_s': va[0], 'epoch_overhead_s': round(tr[1] + va[1] + save_s, 3),
+    return {'arch': c['name'], 'bs': c['bs'], 'train_batch_s': tr[0], 'predict_batch_s': va[0],
+            'train_s': tr[0] / c['bs'], 'predict_s': va[0] / c['bs'],
+            'epoch_overhead_s': round(tr[1] + va[1] + save_s, 3),
             'build_s': round(built - t0, 3), 'save_s': round(save_s, 3), 'epochs': c['epochs'],
             'frozen_epochs': int(c['schedule'] == 'fine_tune'), 'batches': [tr[2], va[2]], 'probe_s': round(time.time() - t0, 1)}
 
@@ -210,11 +234,12 @@ def _timer(n_train, n_valid):
                 raise CancelTrainException() if self.training else CancelValidException()
 
         def rate(self, training):
-            """(seconds per image, first-batch overhead in seconds, batches timed)."""
+            """(seconds per batch, first-batch overhead in seconds, batches timed). Per batch, not per image: a
+            small last batch costs about as much as a full one (a small data set's validation may have no other)."""
             m, t0 = self.marks[training], self.starts[training]
-            if len(m) < 2: return (m[0][0] - t0) / m[0][1], 0.0, len(m)
-            per = (m[-1][0] - m[0][0]) / sum(n for _, n in m[1:])
-            return per, max(0.0, m[0][0] - t0 - per * m[0][1]), len(m)
+            if len(m) < 2: return m[0][0] - t0, 0.0, len(m)
+            per = (m[-1][0] - m[0][0]) / (len(m) - 1)
+            return per, max(0.0, m[0][0] - t0 - per), len(m)
 
     return Timer()
 
@@ -225,13 +250,15 @@ def step_costs(p, kind, folds, epochs, n, n_test, valid_pct=0.2, tta=0):
     """Estimated seconds of one step from its probe: `estimate_s` (training, the records, the plain test predictions),
     `epoch_s` (one epoch of one model), `tail_s` (what follows a model's last epoch) and `tta_s` (TTA predictions)."""
     k = folds if kind == 'cv' else 1
-    n_valid = n / folds if kind == 'cv' else math.ceil(n * valid_pct)
+    n_valid = math.ceil(n / folds) if kind == 'cv' else math.ceil(n * valid_pct)
     n_train = n - n_valid
-    epoch = n_train * p['train_s'] + n_valid * p['predict_s'] + p['epoch_overhead_s']
-    predict_test = p['build_s'] + n_test * p['predict_s']
-    tail = n_valid * p['predict_s'] + p['save_s'] + RECORD_S + predict_test
+    bs, tb, pb = p['bs'], p['train_batch_s'], p['predict_batch_s']
+    valid, test = math.ceil(n_valid / bs) * pb, math.ceil(n_test / bs) * pb   # fastai drops no validation batch
+    epoch = max(1, n_train // bs) * tb + valid + p['epoch_overhead_s']       # ...but the last partial training one
+    predict_test = p['build_s'] + test
+    tail = valid + p['save_s'] + RECORD_S + predict_test
     model = p['build_s'] + (epochs + p['frozen_epochs']) * epoch + tail
-    tta_s = k * (p['build_s'] + (n_test + n_valid) * (tta + 1) * p['predict_s']) if tta else 0.0
+    tta_s = k * (p['build_s'] + (valid + test) * (tta + 1)) if tta else 0.0
     return {'estimate_s': round(k * model, 1), 'epoch_s': round(epoch, 2), 'tail_s': round(tail + (k - 1) * predict_test, 1),
             'tta_s': round(tta_s, 1)}
 
@@ -318,7 +345,7 @@ def describe(plan):
            f' (probes {_hm(plan.get("probe_s", 0))}):' if b else 'plan:']
     for i, s in enumerate(plan['steps'], 1):
         what = f'{s["folds"]}-fold CV' if s['kind'] == 'cv' else 'one run on the shared split'
-        out.append(f'  {i}. {s["arch"]}: {what}, {s["epochs"]} epochs, about {_hm(s["estimate_s"] + s["tta_s"])}')
+        out.append(f'  {i}. {s["arch"]}: {what}, {s["epochs"]} epoch{"s" if s["epochs"] > 1 else ""}, about {_hm(s["estimate_s"] + s["tta_s"])}')
     for s in plan['skipped']: out.append(f'  skipped {s["arch"]}: {s["why"]}')
     out.append(f'  then: {"TTA " + str(plan["tta"]) + " passes, " if plan["tta"] else ""}the ensemble (weights searched), '
                f'the submission')
@@ -374,6 +401,10 @@ def _execute(plan, comp, workdir, start, budget, submit, message, quiet, echo):
         except DeadlineReached as e:
             echo(f'step {i} ({step["arch"]}): {e}')
             record.append({**rec, 'status': 'stopped', 'why': str(e), 'seconds': round(time.time() - t0, 1)})
+            continue
+        except CompError as e:   # a diverged loss, say: the other steps still have their time
+            echo(f'step {i} ({step["arch"]}): failed: {e}')
+            record.append({**rec, 'status': 'failed', 'why': str(e), 'seconds': round(time.time() - t0, 1)})
             continue
         secs = time.time() - t0
         # Later estimates follow how this machine kept to the probe's (never below 3/4 of it).

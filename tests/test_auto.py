@@ -10,6 +10,7 @@ from comp import auto, competition, runs, submission, train
 from comp.callbacks import Deadline, DeadlineReached
 from comp.errors import ConfigError
 from conftest import comp_cli
+from kaggle_server import FakeKaggle, client_env
 
 pytestmark = pytest.mark.slow
 
@@ -61,11 +62,12 @@ def test_a_shorter_budget_plans_fewer_steps_folds_or_epochs(dry):
     _, saved = dry
     probes, n, n_test = saved['probes'], saved['n_train'], saved['n_test']
     cheapest = min(auto._cost(auto._step(a, p, 1, 0, n, n_test, 0.2, 0)) for a, p in probes.items())
-    plans = {b: auto.make_plan(probes, b, n, n_test, folds=2) for b in (cheapest / 2, cheapest * 1.5, 1000, 10 ** 5)}
+    short_b = 1.2 * (cheapest + auto.FINAL_S + 5)    # room for the cheapest step, the final reserve and the margin
+    plans = {b: auto.make_plan(probes, b, n, n_test, folds=2) for b in (cheapest / 2, short_b, 1000, 10 ** 5)}
     for b, plan in plans.items():
         assert plan['planned_s'] + plan['margin_s'] <= b or not plan['steps']
     assert plans[cheapest / 2]['steps'] == []                    # nothing fits: `comp auto` says so (below)
-    short, long_ = plans[cheapest * 1.5], plans[10 ** 5]
+    short, long_ = plans[short_b], plans[10 ** 5]
     assert len(short['steps']) == 1
     assert [s['arch'] for s in long_['steps']] == ['test_convnext', 'test_vit']   # best first, all of them
     assert all(s['folds'] == 2 and s['epochs'] == 2 for s in long_['steps']) and long_['tta'] == 4
@@ -82,8 +84,8 @@ def test_a_small_real_run_ends_with_a_valid_submission_within_its_budget(ws, dry
     submission.validate(out['submission'], workdir=ws)
     finished = [s for s in out['steps'] if s['status'] == 'complete']
     assert finished and [s['run'] for s in finished] == out['runs']
-    trained = [m for s in finished for m in (runs.Run(ws / 'runs' / s['run']).members or [runs.Run(ws / 'runs' / s['run'])])]
-    epoch = max(m.metrics()['seconds'].max() for m in trained)
+    # The longest epoch of any run it trained (a step stopped at the deadline included).
+    epoch = max(r.metrics()['seconds'].max() for r in runs.all_runs(ws) if len(r.metrics()))
     assert secs <= out['budget_s'] + epoch
     side = submission.read_sidecar(out['submission'])
     assert side['runs'] == out['runs']
@@ -91,30 +93,49 @@ def test_a_small_real_run_ends_with_a_valid_submission_within_its_budget(ws, dry
     assert json.loads((ws / 'auto' / 'outcome.json').read_text())['submission'] == out['submission']
 
 
-def test_running_it_again_resumes_instead_of_retraining(ws, done):
+def test_running_it_again_resumes_instead_of_retraining_and_submits(ws, done, tiny_sample, tmp_path):
     out, _, _ = done
     finished = [runs.Run(ws / 'runs' / s['run']) for s in out['steps'] if s['status'] == 'complete']
     models = [f for r in finished for f in ([m.model_file for m in r.members] or [r.model_file])]
     stamps = [f.stat().st_mtime_ns for f in models]
     before = {r.name for r in runs.all_runs(ws)}
-    said = []
-    again = auto.auto(HOURS, workdir=ws, quiet=True, echo=said.append, **ARGS)
-    for r in finished: assert f'{r.name} already complete' in ' '.join(said)
-    assert [f.stat().st_mtime_ns for f in models] == stamps
-    assert before <= {r.name for r in runs.all_runs(ws)}
-    assert set(out['runs']) <= set(again['runs'])
-    submission.validate(again['submission'], workdir=ws)
+    fake = FakeKaggle().start()
+    try:
+        fake.add_competition(competition.PADDY, tiny_sample)
+        home = tmp_path / 'home'
+        home.mkdir()
+        # A notebook run again with the time it has left: the same plan, what finished is not trained again.
+        r = comp_cli('auto', '--hours', HOURS / 4, '--candidates', ARGS['candidates'], '--folds', 2, '--no-pretrained',
+                     '--size', 64, '--workers', 0, '--submit', cwd=ws, env={**client_env(fake, home), 'COMP_KAGGLE_POLL': '0.1'})
+        assert r.returncode == 0, r.stderr[-3000:]
+        for run in finished: assert f'{run.name} already complete' in r.stdout
+        assert [f.stat().st_mtime_ns for f in models] == stamps
+        assert 'using the plan saved at' in r.stdout
+        assert before <= {x.name for x in runs.all_runs(ws)}
+        again = json.loads((ws / 'auto' / 'outcome.json').read_text())
+        steps = {s['run']: s for s in again['steps'] if 'run' in s}
+        assert all(steps[run.name]['status'] == 'complete' and steps[run.name]['seconds'] == 0 for run in finished)
+        assert set(out['runs']) <= set(again['runs'])
+        sub = ws / again['submission']   # as the command said it: relative to its folder
+        submission.validate(sub, workdir=ws)
+        [sent] = fake.submissions
+        assert sent['data'] == sub.read_bytes() and sent['description'].startswith('comp auto: ')
+        assert str(submission.read_sidecar(sub)['kaggle'][0]['ref']) == str(sent['ref'])
+    finally:
+        fake.stop()
 
 
 def test_bad_arguments_fail_in_one_line_before_probing(ws):
     for args, words in [(('--hours', 0), '--hours 0.0: use a positive number'),
-                        (('--hours', 1, '--candidates', 'convnext_smal'), 'did you mean convnext_small'),
-                        (('--hours', 1, '--folds', 0), '--folds 0: use 1'),
-                        (('--hours', 1, '--tta', -1), '--tta -1')]:
+                        (('--hours', 1, '--candidates', 'convnext_smal'), 'did you mean convnext_small')]:
         r = comp_cli('auto', *args, '--dry-run', cwd=ws)
         assert r.returncode == 1 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
     with pytest.raises(ConfigError, match='comp auto chooses epochs itself'):
         auto.auto(1, workdir=ws, epochs=3, **ARGS)
+    with pytest.raises(ConfigError, match='--folds 0: use 1'):
+        auto.auto(1, workdir=ws, **{**ARGS, 'folds': 0})
+    with pytest.raises(ConfigError, match='--tta -1'):
+        auto.auto(1, workdir=ws, tta=-1, **ARGS)
 
 
 def test_a_run_stopped_at_its_deadline_is_incomplete_and_resumes(ws):
