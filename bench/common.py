@@ -57,3 +57,17 @@ class Timer:
         return self
 
     def __exit__(self, *a): self.s = time.perf_counter() - self.t0
+
+
+def holdout_workspace(scale, frac, size=128):
+    """A workspace whose competition is a holdout (comp.holdout) of the sample at `scale`, with a pre-resized copy
+    (decoding 480x640 JPEGs would dominate a CPU run): held-out images are scored offline with solution.csv."""
+    from comp import competition, holdout
+    from comp.resize import resize
+    work = ROOT / 'data' / f'quality-{scale}-{frac:g}'
+    comp_dir = work / 'holdout'
+    if not (comp_dir / 'solution.csv').exists(): holdout.holdout(comp_dir, frac, seed=42, data=sample(scale, 42))
+    work.mkdir(parents=True, exist_ok=True)
+    competition.record(competition.load(comp_dir), work)
+    resize(size, data=comp_dir, workdir=work)
+    return work, comp_dir

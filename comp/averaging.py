@@ -70,8 +70,8 @@ class Averaging(Callback):
         self.learn.model.load_state_dict(self.ema.module.state_dict())
 
     def _error(self):
-        names = [n for n in self.recorder.metric_names[1:] if n != 'time']
-        vals = dict(zip(names, map(float, self.recorder.values[-1])))
+        from .callbacks import epoch_values
+        vals = epoch_values(self.recorder)
         return next((vals[n] for n in ERROR_METRICS if n in vals), vals.get('valid_loss'))
 
     def after_epoch(self):

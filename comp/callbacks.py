@@ -35,14 +35,13 @@ class RunLog(Callback):
         secs = time.time() - self.t0
         self.times.append(secs)
         epoch = self.fit_offset + self.epoch + 1
-        names = [n for n in self.recorder.metric_names[1:] if n != 'time']
-        row = {'epoch': epoch, **dict(zip(names, map(float, self.recorder.values[-1]))), 'seconds': round(secs, 2)}
+        row = {'epoch': epoch, **epoch_values(self.recorder), 'seconds': round(secs, 2)}
         run = self.run_dir
         old = run.metrics()
         if len(old): old = old[old['epoch'] < epoch]
         run.write_metrics(pd.concat([old, pd.DataFrame([row])]))
         # Weights that gave a NaN or infinite loss cannot train on: stop before they become the checkpoint.
-        bad = [(k, v) for k, v in row.items() if k.endswith('loss') and not math.isfinite(v)]
+        bad = [(k, v) for k, v in row.items() if k.endswith('loss') and v is not None and not math.isfinite(v)]
         if bad:
             k, v = bad[0]
             raise TrainingError(f'training stopped in epoch {epoch}: the {k} is {v}, so the weights diverged; '
@@ -51,12 +50,19 @@ class RunLog(Callback):
             save_model(tmp, self.learn.model, getattr(self.learn, 'opt', None))
         run.set_status('running', epochs_done=epoch)
         if not self.quiet:
-            vals = '  '.join(f'{k} {v:.4f}' for k, v in row.items() if k not in ('epoch', 'seconds'))
+            vals = '  '.join(f'{k} {v:.4f}' for k, v in row.items() if k not in ('epoch', 'seconds') and v is not None)
             print(f'epoch {epoch}: {vals}  {secs:.1f}s', flush=True)
 
     def seconds_per_epoch(self): return round(sum(self.times) / len(self.times), 2) if self.times else None
 
     def images_per_second(self, n): return round(n * len(self.times) / sum(self.times), 1) if self.times else None
+
+
+def epoch_values(recorder):
+    """The Recorder's values of the last epoch by name (train_loss, valid_loss, metrics); None where a run has no
+    validation set (fastai records None then)."""
+    names = [n for n in recorder.metric_names[1:] if n != 'time']
+    return {k: None if v is None else float(v) for k, v in zip(names, recorder.values[-1])}
 
 
 class MultiTargetLoss:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import CompError
+from .errors import CompError, ConfigError
 
 app = typer.Typer(help='comp: a Kaggle image-classification competition from data to leaderboard with fastai and timm.',
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -72,7 +72,7 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
           channels_last: bool = typer.Option(False, '--channels-last', help='Use channels-last memory format.'),
           target: str = typer.Option('disease', help='disease, or disease+variety for a two-headed model.'),
           seed: int = typer.Option(42, help='Seed of the shared validation split and of training.'),
-          valid_pct: float = typer.Option(0.2, help='Validation fraction of the shared split (without --folds).'),
+          valid_pct: float = typer.Option(0.2, help='Validation fraction of the shared split (without --folds); 0 trains on every image, with no validation score.'),
           folds: Optional[int] = typer.Option(None, help='Use K stratified folds instead of one split.'),
           fold: int = typer.Option(0, help='Which fold validates (with --folds).'),
           workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).'),
@@ -105,11 +105,12 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
                       max_zoom=max_zoom, max_lighting=max_lighting, max_warp=max_warp, flip=flip)
     run = run_train(cfg, resume=resume)
     typer.echo(f'run: {run}')
-    typer.echo(f'validation error: {run.result["valid_error"]:.4f}')
+    err = run.result['valid_error']
+    typer.echo(f'validation error: {err:.4f}' if err is not None else run.result['no_validation'])
 
 
 @app.command()
-def cv(arch: str = typer.Argument(..., help='A recipe from `comp zoo` or any timm model name.'),
+def cv(arch: Optional[str] = typer.Argument(None, help='A recipe from `comp zoo` or any timm model name (not with --resume).'),
        folds: int = typer.Option(5, help='K: every fold of the shared K-fold split is trained.'),
        data: Optional[Path] = DATA,
        size: Optional[str] = typer.Option(None, help='Training image size, e.g. 224 or 256x192.'),
@@ -120,17 +121,21 @@ def cv(arch: str = typer.Argument(..., help='A recipe from `comp zoo` or any tim
        weights: Optional[Path] = typer.Option(None, help='Pretrained weights file, or a folder of cached Hugging Face hub files.'),
        seed: int = typer.Option(42, help='Seed of the shared folds and of training.'),
        workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).'),
-       resume: Optional[str] = typer.Option(None, help='Finish an interrupted CV group (a name from `comp runs`).')):
+       refit: bool = typer.Option(False, '--refit', help='Then train one model on every training image with the same epochs; its test predictions join the folds\'.'),
+       resume: Optional[str] = typer.Option(None, help='Finish an interrupted CV group (a name from `comp runs`); with --refit, add a refit to a finished one.')):
     """Cross-validate: train every fold, record out-of-fold and fold-averaged test probabilities, print the CV error.
 
     The group works wherever a run does: comp predict GROUP --tta 4, comp ensemble GROUP1 GROUP2 --search-weights.
-    Example: comp cv convnext_small --folds 5"""
+    Example: comp cv convnext_small --folds 5 --refit"""
     from .cv import cv as run_cv
     from .train import TrainConfig
+    if (arch is None) == (resume is None):
+        raise ConfigError('comp cv: give an ARCH to cross-validate, or --resume GROUP to finish one (not both)')
     cfg = TrainConfig(arch=arch, data=str(data) if data else None, size=size, bs=bs, lr=lr, epochs=epochs,
                       pretrained=pretrained, weights=str(weights) if weights else None, seed=seed, workers=workers)
-    group = run_cv(cfg, folds=folds, resume=resume, echo=lambda m: typer.echo(m, err=True))
+    group = run_cv(cfg, folds=folds, resume=resume, refit=refit, echo=lambda m: typer.echo(m, err=True))
     for m in group.members: typer.echo(f'  {m.name}: validation error {m.result["valid_error"]:.4f}')
+    if group.refit is not None: typer.echo(f'  {group.refit.name}: refit on every training image (no validation score)')
     typer.echo(f'group: {group}')
     typer.echo(f'CV error: {group.result["valid_error"]:.4f} (out-of-fold, {group.result["n_valid"]} images)')
 
@@ -225,6 +230,19 @@ def holdout(dir: Path = typer.Argument(..., help='Folder for the new local compe
     from .holdout import holdout as make_holdout
     path = make_holdout(dir, frac=frac, seed=seed, data=data)
     typer.echo(f'wrote the holdout competition to {path}; use it with --data {path} or `comp score`')
+
+
+@app.command()
+def pseudo(submission: Path = typer.Argument(..., help='A submission from comp predict or comp ensemble (its .json record names the runs).'),
+           threshold: float = typer.Option(0.9, help='Smallest probability of the predicted label for a test image to join training.'),
+           dest: Optional[Path] = typer.Option(None, help='Folder for the derived competition (default: ./pseudo-<submission>-p<threshold>).')):
+    """Pseudo-labels: a local competition whose training set adds the test images the submission's models are sure of.
+
+    The shared split and folds stay the real images'; pseudo-labelled images never validate.
+    Example: comp pseudo submissions/ensemble.csv --threshold 0.95, then comp cv convnext_small --data DEST"""
+    from .pseudo import pseudo as make_pseudo
+    path, n = make_pseudo(submission, threshold=threshold, dest=dest)
+    typer.echo(f'wrote {path}: {n} test images pseudo-labelled (probability >= {threshold:g}); train on it with --data {path}')
 
 
 @app.command()

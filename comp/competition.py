@@ -22,6 +22,7 @@ class Layout:
     train_csv: str = 'train.csv'
     sample_csv: str = 'sample_submission.csv'
     solution_csv: str = 'solution.csv'
+    pseudo_csv: str = 'pseudo.csv'        # `comp pseudo`: which train.csv rows are pseudo-labelled test images
     id_col: str = 'image_id'
     label_col: str = 'label'
     extra_cols: list = field(default_factory=lambda: ['variety', 'age'])
@@ -50,6 +51,12 @@ class Competition:
         df = pd.read_csv(self.path / L.train_csv, dtype={L.id_col: str, L.label_col: str})
         df['path'] = L.train_dir + '/' + df[L.label_col] + '/' + df[L.id_col]
         return df
+
+    def pseudo_ids(self):
+        """Ids of the pseudo-labelled test images in train.csv (`comp pseudo`); empty for a real competition."""
+        import pandas as pd
+        f = self.path / self.layout.pseudo_csv
+        return set(pd.read_csv(f, dtype=str)[self.layout.id_col]) if f.exists() else set()
 
     def sample_df(self):
         """sample_submission.csv as strings."""

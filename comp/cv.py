@@ -1,7 +1,8 @@
 """`comp cv`: K-fold cross-validation groups. Every fold of the shared K-fold split is a normal, resumable run;
 the group records them, their out-of-fold probabilities (each training image predicted once, by the model that
 did not see it) and their fold-averaged test probabilities, and is usable wherever a run is (predict, ensemble,
-the runs table)."""
+the runs table). With `refit`, one more model is trained on every training image with the folds' settings and
+epochs; its test probabilities join the folds' (one vote each), and it has no validation score of its own."""
 from dataclasses import asdict, replace
 
 from . import competition, runs, train
@@ -10,11 +11,11 @@ from .learner import error
 
 
 
-def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, cbs=()):
+def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, refit=False, cbs=()):
     """Train every fold of the shared `folds`-fold split with `cfg` and return the group (a Run whose `members` are
     the fold runs and whose `result` holds the CV error). With `resume`, finish an interrupted group: complete
-    folds are kept as they are, an interrupted fold is resumed, missing folds are trained. `cbs`: more fastai
-    callbacks for every fold's fit (comp auto's deadline)."""
+    folds are kept as they are, an interrupted fold is resumed, missing folds are trained (and with `refit`, a group
+    finished without one gets its refit). `cbs`: more fastai callbacks for every model's fit (comp auto's deadline)."""
     if resume is not None:
         group = runs.find(resume, workdir)
         if group.config.get('kind') != 'cv': raise ConfigError(f'{group.name} is a run, not a CV group: resume it with `comp train --resume`')
@@ -27,11 +28,12 @@ def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, cbs=()):
         # What the user asked, so each fold resolves exactly as fold 0 did (a resumed fold is found by its config).
         asked = {**asdict(cfg), 'folds': folds}
         group = runs.create(workdir, {**c, 'kind': 'cv', 'name': f'cv{folds}-{c["name"]}', 'fold': 'oof',
-                                      'train': c, 'asked': asked, 'members': [None] * folds})
+                                      'train': c, 'asked': asked, 'members': [None] * folds, 'refit': None})
     group.set_status('running')
     try:
         for i in range(c['folds']):
             _fold(group, c, i, comp, workdir, quiet, echo, cbs)
+        if refit or group.config.get('refit'): _refit(group, comp, workdir, quiet, echo, cbs)
         result = _combine(group, comp, workdir)
     except BaseException as e:
         group.set_status('incomplete' if isinstance(e, KeyboardInterrupt) else 'failed', error=str(e)[:500])
@@ -42,20 +44,36 @@ def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, cbs=()):
 
 
 def _fold(group, c, i, comp, workdir, quiet, echo, cbs=()):
+    cfg = train.TrainConfig(**{**group.config['asked'], 'fold': i})
+    run = _train_or_resume(cfg, group.members[i], train.identity({**c, 'fold': i}), f'fold {i}',
+                           f'fold {i} of {c["folds"]}', workdir, quiet, echo, cbs)
     members = group.config['members']
-    found = group.members[i]
-    if found is not None and found.status == 'complete': return
-    want = train.identity({**c, 'fold': i})
-    found = found or next((r for r in reversed(runs.all_runs(workdir))
+    if run is not None: group.write_config({**group.config, 'members': [*members[:i], run.name, *members[i + 1:]]})
+
+
+def refit_config(group):
+    """The TrainConfig of a group's refit: what its folds were asked, on every training image (no validation set)."""
+    return train.TrainConfig(**{**group.config['asked'], 'folds': None, 'fold': 0, 'valid_pct': 0})
+
+
+def _refit(group, comp, workdir, quiet, echo, cbs=()):
+    cfg = refit_config(group)
+    run = _train_or_resume(cfg, group.refit, train.identity(train.resolve(cfg, comp)), 'refit',
+                           f'refit on all {len(comp.train_df())} training images', workdir, quiet, echo, cbs)
+    if run is not None: group.write_config({**group.config, 'refit': run.name})
+
+
+def _train_or_resume(cfg, known, want, what, new, workdir, quiet, echo, cbs=()):
+    """None when the group's `known` run is complete; else that run, or an interrupted one with the identity `want`
+    (a group interrupted before it recorded its run), resumed; else a new run of `cfg`."""
+    if known is not None and known.status == 'complete': return None
+    found = known or next((r for r in reversed(runs.all_runs(workdir))
                            if r.status == 'incomplete' and train.identity(r.config) == want), None)
     if found is not None:
-        echo(f'fold {i}: resuming {found.name}')
-        run = train.train(None, workdir=workdir, resume=found, quiet=quiet, cbs=cbs)
-    else:
-        echo(f'fold {i} of {c["folds"]}: training')
-        cfg = train.TrainConfig(**{**group.config['asked'], 'fold': i})
-        run = train.train(cfg, workdir=workdir, quiet=quiet, cbs=cbs)
-    group.write_config({**group.config, 'members': [*members[:i], run.name, *members[i + 1:]]})
+        echo(f'{what}: resuming {found.name}')
+        return train.train(None, workdir=workdir, resume=found, quiet=quiet, cbs=cbs)
+    echo(f'{new}: training')
+    return train.train(cfg, workdir=workdir, quiet=quiet, cbs=cbs)
 
 
 def _combine(group, comp, workdir):
@@ -65,6 +83,8 @@ def _combine(group, comp, workdir):
     test, oof = predictions(group, workdir=workdir, comp=comp)
     vocab = members[0].vocab
     group.write_vocab(vocab)
-    return {'valid_error': error(oof, vocab), 'fold_errors': [m.result['valid_error'] for m in members],
-            'n_valid': len(oof), 'seconds': round(sum(m.result.get('seconds', 0) for m in members), 1),
+    refit = group.refit
+    extra = {'refit': refit.name, 'test_models': len(members) + 1} if refit is not None else {}
+    return {'valid_error': error(oof, vocab), **extra, 'fold_errors': [m.result['valid_error'] for m in members],
+            'n_valid': len(oof), 'seconds': round(sum(m.result.get('seconds', 0) for m in [*members, *([refit] if refit else [])]), 1),
             'precision': members[0].result.get('precision')}

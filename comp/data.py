@@ -22,10 +22,14 @@ def shared_split(comp, workdir='.', seed=42, valid_pct=0.2, folds=None):
     and can be compared and ensembled."""
     import pandas as pd
     if folds and folds < 2: raise ConfigError(f'--folds {folds} is too few: use 2 or more')
-    if not folds and not 0 < valid_pct < 1: raise ConfigError(f'--valid-pct {valid_pct} must be between 0 and 1')
+    if not folds and not 0 < valid_pct < 1:
+        raise ConfigError(f'--valid-pct {valid_pct}: use a fraction between 0 and 1, or 0 to train on every image')
     f = split_file(workdir, seed, valid_pct, folds)
-    df = comp.train_df()
     L = comp.layout
+    df = comp.train_df()
+    # Pseudo-labelled images (comp.pseudo) always train: the split is of the real images only, so it is the same
+    # split (and the same folds) as the competition's the pseudo-labels were derived from.
+    df = df[~df[L.id_col].isin(comp.pseudo_ids())]
     if f.exists():
         split = pd.read_csv(f, dtype={L.id_col: str})
         if set(split[L.id_col]) == set(df[L.id_col]): return split
@@ -54,8 +58,10 @@ def shared_split(comp, workdir='.', seed=42, valid_pct=0.2, folds=None):
 
 
 def valid_ids(comp, workdir='.', seed=42, valid_pct=0.2, folds=None, fold=0):
-    """The validation image ids of the shared split (fold `fold` when `folds` is set)."""
+    """The validation image ids of the shared split (fold `fold` when `folds` is set); none for `valid_pct` 0 (a
+    model trained on every image, such as a CV group's refit, which has no validation score of its own)."""
     if folds and folds >= 2 and not 0 <= fold < folds: raise ConfigError(f'--fold {fold} must be between 0 and {folds - 1}')
+    if not folds and valid_pct == 0: return set()
     split = shared_split(comp, workdir, seed, valid_pct, folds)
     return set(split.loc[split['fold'] == (fold if folds else 0), comp.layout.id_col])
 

@@ -1,4 +1,4 @@
-"""Atomic file writes, so an interrupted command never leaves a half-written file."""
+"""Atomic file writes, so an interrupted command never leaves a half-written file; hard links of images."""
 import errno
 import json
 import os
@@ -78,3 +78,11 @@ def write_csv(path, df, **kwargs):
     """Write a DataFrame as CSV to `path` atomically."""
     with atomic_path(path) as tmp: df.to_csv(tmp, index=False, **kwargs)
     return Path(path)
+
+
+def link_or_copy(src, dst):
+    """A hard link of `src` at `dst` (no copy when both are on one disk), else a copy; parent folders made."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try: os.link(src, dst)
+    except OSError: shutil.copy2(src, dst)

@@ -1,12 +1,11 @@
 """`comp holdout`: a local competition carved from a real one's training set, scored offline."""
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from . import competition
 from .errors import ConfigError
-from .files import write_csv
+from .files import link_or_copy, write_csv
 
 
 def holdout(dest, frac=0.25, seed=42, data=None, workdir='.'):
@@ -28,9 +27,9 @@ def holdout(dest, frac=0.25, seed=42, data=None, workdir='.'):
     tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.', dir=dest.parent))
     try:
         for i, lbl in zip(tr[L.id_col], tr[L.label_col]):
-            _link(comp.train_path / lbl / i, tmp / L.train_dir / lbl / i)
+            link_or_copy(comp.train_path / lbl / i, tmp / L.train_dir / lbl / i)
         for i, lbl in zip(te[L.id_col], te[L.label_col]):
-            _link(comp.train_path / lbl / i, tmp / L.test_dir / i)
+            link_or_copy(comp.train_path / lbl / i, tmp / L.test_dir / i)
         write_csv(tmp / L.train_csv, tr.sort_values([L.label_col, L.id_col]))
         write_csv(tmp / L.sample_csv, pd.DataFrame({L.id_col: te[L.id_col], L.label_col: ''}))
         write_csv(tmp / L.solution_csv, te[[L.id_col, L.label_col]])
@@ -39,9 +38,3 @@ def holdout(dest, frac=0.25, seed=42, data=None, workdir='.'):
     finally:
         if tmp.exists(): shutil.rmtree(tmp)
     return dest
-
-
-def _link(src, dst):
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try: os.link(src, dst)           # no copy when both are on one disk
-    except OSError: shutil.copy2(src, dst)

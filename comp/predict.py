@@ -4,6 +4,7 @@ import sys
 from . import competition, runs, submission
 from .errors import CompError
 from .learner import build_learner, error, no_bars, valid_preds
+from .train import no_validation
 
 
 def load_learner(run, workdir='.', comp=None):
@@ -39,7 +40,7 @@ def check_complete(run):
         raise CompError(f'CV group {run.name} is {st}: finish it with `comp cv --resume {run.name}`')
     if st != 'complete':
         raise CompError(f'run {run.name} is {st}: finish it with `comp train --resume {run.name}`')
-    for m in run.members: check_complete(m)  # a CV group predicts with its folds' models
+    for m in [*run.members, *([run.refit] if run.refit else [])]: check_complete(m)  # a CV group predicts with its folds' models
     missing = [f.name for f in ([run.vocab_file] if run.members else [run.model_file, run.vocab_file]) if not f.exists()]
     if missing:
         raise CompError(f'run {run.name} finished but its {" and ".join(missing)} is missing: restore it from a backup, '
@@ -60,6 +61,8 @@ def predictions(run, tta=0, beta=0.25, workdir='.', comp=None):
     if tta and not 0 <= beta <= 1: raise CompError(f'--beta {beta}: use a weight between 0 and 1 (fastai: 0.25)')
     if run.members: return _group_predictions(run, tta, beta, workdir, comp)
     id_col = comp.layout.id_col
+    if no_validation(run.config) and tta and run.has_preds('test', tta, beta):
+        return run.read_preds('test', tta, id_col, beta), run.read_preds('valid', 0, id_col)
     if run.has_preds('test', tta, beta) and run.has_preds('valid', tta, beta):
         test, valid = run.read_preds('test', tta, id_col, beta), run.read_preds('valid', tta, id_col, beta)
         if tta: run.record_tta_error(tta, beta, error(valid, run.vocab))
@@ -68,7 +71,7 @@ def predictions(run, tta=0, beta=0.25, workdir='.', comp=None):
     vocab = run.vocab
     test = _frame(comp, comp.test_ids(), get_preds(learn, test_dl(learn, comp), tta, beta), vocab)
     run.write_preds('test', test, tta, beta)
-    if not tta: return test, run.read_preds('valid', 0, id_col)
+    if not tta or no_validation(run.config): return test, run.read_preds('valid', 0, id_col)  # none to augment
     probs = get_preds(learn, learn.dls.valid.new(shuffle=False, drop_last=False), tta, beta)
     valid = valid_preds(learn, comp, vocab, probs=probs)
     run.write_preds('valid', valid, tta, beta)
@@ -84,6 +87,8 @@ def _group_predictions(group, tta, beta, workdir, comp):
     parts = [predictions(m, tta, beta, workdir, comp) for m in group.members]
     id_col = comp.layout.id_col
     tests = [t.set_index(id_col) for t, _ in parts]
+    if group.refit is not None:   # the refit votes on the test images like one more fold; it has no validation
+        tests.append(predictions(group.refit, tta, beta, workdir, comp)[0].set_index(id_col))
     test = (sum(t.loc[tests[0].index] for t in tests) / len(tests)).reset_index()
     oof = pd.concat([v for _, v in parts]).sort_values(id_col).reset_index(drop=True)
     if oof[id_col].duplicated().any(): raise CompError(f'the folds of {group.name} validate on overlapping images')
@@ -98,7 +103,7 @@ def predict(run, tta=0, beta=0.25, workdir='.', name=None):
     comp = competition.find(run.config['data'], workdir)
     test, valid = predictions(run, tta, beta, workdir, comp)
     record = {'runs': [run.name], 'weights': [1.0], 'tta': tta, 'beta': beta if tta else None,
-              'valid_error': run.result.get('valid_error'), 'valid_error_tta': error(valid, run.vocab) if tta else None}
+              'valid_error': run.result.get('valid_error'), 'valid_error_tta': error(valid, run.vocab) if tta and len(valid) else None}
     sub = submission.from_probs(comp, test, run.vocab)
     default = f'{run.name}_tta{tta}{"" if beta == 0.25 else f"_beta{beta:g}"}' if tta else run.name
     path = submission.write(comp, sub, name or default, record, workdir, default_name=name is None)

@@ -69,6 +69,12 @@ class Run:
         return [Run(self.path.parent / m) if m else None for m in self.config.get('members') or []]
 
     @property
+    def refit(self):
+        """A CV group's refit on every training image (`comp cv --refit`), or None."""
+        name = self.config.get('refit')
+        return Run(self.path.parent / name) if name else None
+
+    @property
     def result(self):
         """What training recorded (errors, timing, ...); {} before the run is complete."""
         if self._result is None: self._result = read_json(self.result_file) if self.result_file.exists() else {}
@@ -204,7 +210,8 @@ def git_commit(where=None):
     except (OSError, subprocess.SubprocessError): return None
 
 
-COLUMNS = ('run', 'arch', 'size', 'epochs', 'lr', 'precision', 'target', 'fold', 'error', 'tta_error', 'minutes', 'status')
+COLUMNS = ('run', 'arch', 'size', 'epochs', 'lr', 'precision', 'target', 'fold', 'pseudo', 'error', 'tta_error', 'minutes',
+           'status')
 
 
 def summary(run):
@@ -213,7 +220,8 @@ def summary(run):
     cfg, res = run.config, run.result
     return {'run': run.name, 'arch': cfg['name'], 'size': 'x'.join(map(str, cfg['size'])), 'epochs': cfg['epochs'],
             'lr': cfg['lr'], 'precision': res.get('precision', cfg['precision']), 'target': cfg['target'],
-            'fold': f'{cfg["fold"]}/{cfg["folds"]}' if cfg.get('folds') else '-',
+            'fold': f'{cfg["fold"]}/{cfg["folds"]}' if cfg.get('folds') else 'all' if cfg.get('valid_pct') == 0 else '-',
+            'pseudo': cfg.get('pseudo', 0),
             'error': res.get('valid_error'), 'tta_error': res.get('valid_error_tta'),
             'minutes': round(res['seconds'] / 60, 1) if 'seconds' in res else None, 'status': run.status}
 
@@ -225,7 +233,7 @@ def all_runs(workdir='.'):
 
 
 def _members(run):
-    try: return [m.name for m in run.members if m is not None]
+    try: return [m.name for m in [*run.members, run.refit] if m is not None]
     except (CompError, KeyError, TypeError, ValueError): return []  # an unreadable record lists as such below
 
 

@@ -82,7 +82,12 @@ def resolve(cfg, comp=None):
         raise ConfigError(f'{out["arch"]} is built for one input size: drop --sizes (--size alone resizes it)')
     _resolve_regularisers(out)
     out['normalize'] = zoo.normalization(out['arch']) if out['pretrained'] else None
-    if comp is not None: out['data'] = str(comp.path)
+    if comp is not None:
+        out['data'] = str(comp.path)
+        n = len(comp.pseudo_ids())
+        if n: out['pseudo'] = n   # the runs table shows which runs saw pseudo-labels
+        if n and out['target'] != 'disease':
+            raise ConfigError(f'{comp.path} has pseudo-labelled images, which have a disease label only: use --target disease')
     out['workers'] = data.num_workers(out['workers'])
     return out
 
@@ -102,6 +107,8 @@ def _resolve_regularisers(out):
     if (out['mixup'] or out['cutmix']) and out['target'] != 'disease':
         raise ConfigError(f'--mixup/--cutmix mix one label per image: use them with --target disease')
     if out['keep'] not in ('best', 'last'): raise ConfigError(f'--keep {out["keep"]}: use best or last')
+    if out['keep'] == 'best' and no_validation(out):
+        raise ConfigError('--keep best picks an epoch by validation error, and --valid-pct 0 leaves no validation set: use --keep last')
     if int(out['average_last']) < 0: raise ConfigError(f'--average-last {out["average_last"]}: use 0 (off) or K >= 2')
     out['average_last'] = int(out['average_last'])
     if out['average_last'] and out['keep'] == 'best':
@@ -125,6 +132,14 @@ def _resolve_regularisers(out):
             raise ConfigError(f'--sizes ends at {"x".join(map(str, sizes[-1]))} but --size is '
                               f'{"x".join(map(str, out["size"]))}: end --sizes at the size to predict at, or drop --size')
         out['sizes'] = sizes
+
+
+def no_validation(c):
+    """Whether a config trains on every training image (--valid-pct 0, e.g. a CV group's refit): no validation score."""
+    return not c.get('folds') and c.get('valid_pct') == 0
+
+
+NO_VALIDATION = 'trained on every training image (--valid-pct 0): it has no validation score of its own'
 
 
 def _schedule(chosen, recipe, pretrained):
@@ -219,7 +234,7 @@ def _check(c, comp, workdir):
         from .cache import budget
         budget()  # a malformed COMP_DECODE_CACHE_GB fails now, not after the run folder exists
     n = len(comp.train_df())
-    splits = c['folds'] >= 2 if c['folds'] else 0 < c['valid_pct'] < 1  # else valid_ids says what is wrong
+    splits = c['folds'] >= 2 if c['folds'] else 0 <= c['valid_pct'] < 1  # else valid_ids says what is wrong
     n_train = n - math.ceil(n / c['folds'] if c['folds'] else n * c['valid_pct'])  # as sklearn sizes the split
     if splits and c['bs'] > n_train:
         raise ConfigError(f'--bs {c["bs"]} is more than the {n_train} training images: fastai drops the last partial '
@@ -289,13 +304,16 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     run.clear_checkpoint()
     vocab = list(learn.dls.vocab[0] if c['target'] != 'disease' else learn.dls.vocab)
     run.write_vocab(vocab)
-    valid = valid_preds(learn, comp, vocab)
-    run.write_preds('valid', valid)
-    _plots(learn, run, valid, vocab)
+    has_valid = len(learn.dls.valid_ds) > 0
+    valid = valid_preds(learn, comp, vocab) if has_valid else valid_preds(learn, comp, vocab, probs=_no_probs(vocab))
+    run.write_preds('valid', valid)   # without a validation set, an empty frame: every reader finds the same file
+    _plots(learn, run, valid if has_valid else None, vocab)
     secs = time.time() - t0
     n_train = len(learn.dls.train_ds)
-    saved['valid_error'] = error(valid, vocab)   # of the weights saved, which predict loads
-    return {'valid_error': error(valid, vocab), 'saved_weights': saved, 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
+    err = error(valid, vocab) if has_valid else None
+    saved['valid_error'] = err   # of the weights saved, which predict loads
+    extra = {} if has_valid else {'no_validation': NO_VALIDATION}
+    return {'valid_error': err, **extra, 'saved_weights': saved, 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
             'seconds': round(secs, 1),
             'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),
             'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device)}
@@ -346,14 +364,21 @@ def _lr_find(learn, run, funcs):
     return found['valley']
 
 
+def _no_probs(vocab):
+    import torch
+    return torch.zeros(0, len(vocab))
+
+
 def _plots(learn, run, valid, vocab):
+    """The loss curves, and the confusion matrix of the validation set (none without one)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
-    learn.recorder.plot_loss()
+    learn.recorder.plot_loss(with_valid=valid is not None)
     plt.savefig(run.loss_plot)
     plt.close('all')
+    if valid is None: return
     cm = confusion_matrix(valid['label'], [vocab[i] for i in valid[vocab].to_numpy().argmax(1)], labels=vocab)
     fig, ax = plt.subplots(figsize=(8, 8))
     ax.imshow(cm, cmap='Blues')

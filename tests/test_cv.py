@@ -94,3 +94,33 @@ def test_an_interrupted_group_resumes_with_its_finished_folds_untouched(groups):
     finally:
         shutil.rmtree(copy)
         shutil.rmtree(second_copy)
+
+
+def test_a_refit_trains_on_every_image_and_votes_on_the_test_images(groups, tiny_sample):
+    ws, a, b = groups   # b is given its refit here (after the tests above, which read b as it was)
+    before = b.result['valid_error']
+    r = comp_cli('cv', '--resume', b.name, '--refit', cwd=ws)
+    assert r.returncode == 0, r.stderr[-2000:]
+    g = runs.find(b.name, ws)
+    refit = g.refit
+    assert refit is not None and f'{refit.name}: refit on every training image' in r.stdout
+    c, folds = refit.config, [m.config for m in g.members]
+    assert c['valid_pct'] == 0 and c['folds'] is None and c['epochs'] == folds[0]['epochs'] and c['lr'] == folds[0]['lr']
+    comp = competition.load(tiny_sample)
+    assert refit.result['n_train'] == len(comp.train_df()) and refit.result['valid_error'] is None
+    assert 'no validation score' in refit.result['no_validation']
+    assert len(pd.read_csv(refit / 'preds_valid.csv')) == 0 and refit.metrics()['valid_loss'].isna().all()
+    # the group's test probabilities: the folds' and the refit's, one vote each; its CV error stays the folds'
+    test, oof = predict.predictions(g, workdir=ws)
+    vocab = g.vocab
+    parts = [pd.read_csv(m / 'preds_test.csv', dtype={'image_id': str}).set_index('image_id')[vocab]
+             for m in [*g.members, refit]]
+    np.testing.assert_allclose(test.set_index('image_id')[vocab], sum(parts) / 3, atol=1e-6)
+    assert g.result['valid_error'] == before == error(oof, vocab) and g.result['test_models'] == 3
+    rows = json.loads(comp_cli('runs', '--json', '--folds', cwd=ws).stdout)
+    assert next(x for x in rows if x['run'] == refit.name)['fold'] == 'all'
+    assert refit.name not in {x['run'] for x in json.loads(comp_cli('runs', '--json', cwd=ws).stdout)}
+    # the refit alone predicts a valid submission (with TTA: none on a validation set it does not have)
+    out = predict.predict(refit, tta=1, workdir=ws)
+    assert out['valid_error'] is None and out['valid_error_tta'] is None
+    assert len(pd.read_csv(out['submission'])) == len(comp.test_ids())

@@ -82,7 +82,8 @@ SETTINGS = [
     (dict(bs=5000), 'no batch would train'), (dict(workers=-1), '--workers -1'), (dict(folds=1), '--folds 1'),
     (dict(folds=3, fold=3), '--fold 3'), (dict(folds=50), 'fewer folds'), (dict(valid_pct=1.5), '--valid-pct 1.5'),
     (dict(valid_pct=0.001), 'another fraction'), (dict(pretrained=True, weights='/no/such.pth'), 'no such file'),
-    (dict(size='[]'), "--size '[]'"), (dict(size=4), '--size 4'),
+    (dict(size='[]'), "--size '[]'"), (dict(size=4), '--size 4'), (dict(valid_pct=-0.1), '--valid-pct -0.1'),
+    (dict(valid_pct=0, keep='best'), 'no validation set'),
 ]
 
 

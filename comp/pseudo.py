@@ -1,0 +1,70 @@
+"""`comp pseudo`: a local competition whose training set adds the test images a submission's models are confident
+about, labelled as they predicted them (pseudo-labels). Files are hard links, as `comp holdout` makes them.
+
+The derived competition lists its pseudo-labelled rows in pseudo.csv; the shared split and folds are of the real
+training images only (comp.data), so they are the source's, and a pseudo-labelled image never validates."""
+import shutil
+import tempfile
+from pathlib import Path
+
+from . import competition, runs, submission
+from .errors import ConfigError
+from .files import link_or_copy, write_csv
+
+
+def test_probs(path, workdir='.'):
+    """(competition, probabilities of the test images, vocab) of the runs that made a submission, as its record says."""
+    from .predict import predictions
+    rec = submission.read_sidecar(path)
+    if not Path(path).is_file(): raise ConfigError(f'{path}: no such submission')
+    if not rec.get('runs'):
+        raise ConfigError(f'{path} has no record of the runs that made it ({submission.sidecar_path(path).name}): '
+                          'pseudo-labels need their probabilities; use a submission written by comp predict or comp ensemble')
+    rs = [runs.find(r, workdir) for r in rec['runs']]
+    comp = competition.find(rs[0].config['data'], workdir)
+    tta, beta = rec.get('tta') or 0, rec.get('beta') if rec.get('beta') is not None else 0.25
+    vocab, id_col = rs[0].vocab, comp.layout.id_col
+    weights = rec.get('weights') or [1.0] * len(rs)
+    tests = [predictions(r, tta, beta, workdir, comp)[0].set_index(id_col)[vocab] for r in rs]
+    probs = sum(w * t.loc[tests[0].index] for w, t in zip(weights, tests)) / sum(weights)
+    return comp, probs, vocab
+
+
+def pseudo(path, threshold=0.9, dest=None, workdir='.'):
+    """Write the derived competition (at `dest`, by default ./pseudo-<submission>-p<threshold>) and return
+    (its folder, how many test images it pseudo-labelled)."""
+    import pandas as pd
+    if not 0 < threshold <= 1: raise ConfigError(f'--threshold {threshold}: use a probability above 0, up to 1, such as 0.9')
+    dest = Path(dest or Path(workdir) / f'pseudo-{Path(path).stem}-p{threshold:g}')
+    if dest.exists() and any(dest.iterdir()): raise ConfigError(f'{dest} is not empty: choose a new --dest or delete it first')
+    comp, probs, vocab = test_probs(path, workdir)
+    top = probs.max(axis=1)
+    chosen = top[top >= threshold].index
+    if not len(chosen):
+        raise ConfigError(f'no test image has a probability of {threshold:g} or more (the highest is {top.max():.3f}): '
+                          'use a lower --threshold')
+    L = comp.layout
+    train = pd.read_csv(comp.path / L.train_csv, dtype=str, keep_default_na=False)
+    train = train[~train[L.id_col].isin(comp.pseudo_ids())]   # pseudo-labels of an earlier round are replaced
+    labels = probs.loc[chosen].idxmax(axis=1)
+    new = pd.DataFrame({c: '' for c in train.columns}, index=range(len(chosen)))
+    new[L.id_col], new[L.label_col] = list(chosen), list(labels)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.', dir=dest.parent))
+    try:
+        for i, lbl in zip(train[L.id_col], train[L.label_col]): link_or_copy(comp.train_path / lbl / i, tmp / L.train_dir / lbl / i)
+        for i in comp.test_ids(): link_or_copy(comp.test_path / i, tmp / L.test_dir / i)
+        for i, lbl in zip(new[L.id_col], new[L.label_col]): link_or_copy(comp.test_path / i, tmp / L.train_dir / lbl / i)
+        # the real rows first, in their order, so a split computed here is the source's
+        write_csv(tmp / L.train_csv, pd.concat([train, new], ignore_index=True))
+        shutil.copyfile(comp.path / L.sample_csv, tmp / L.sample_csv)
+        if comp.solution_path.exists(): shutil.copyfile(comp.solution_path, tmp / L.solution_csv)  # a holdout still scores
+        write_csv(tmp / L.pseudo_csv, pd.DataFrame({L.id_col: list(chosen), L.label_col: list(labels),
+                                                    'probability': top.loc[chosen].round(4).to_numpy(),
+                                                    'submission': Path(path).name}))
+        if dest.exists(): dest.rmdir()
+        tmp.rename(dest)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp)
+    competition.load(dest, name=comp.name)   # checked as any competition is
+    return dest, len(chosen)
