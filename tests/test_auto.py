@@ -14,8 +14,8 @@ from kaggle_server import FakeKaggle, client_env
 
 pytestmark = pytest.mark.slow
 
-HOURS = 0.04   # 144 s: the tiny sample's two tiny candidates on 2 CPU cores
-ARGS = dict(candidates='test_convnext,test_vit', folds=2, pretrained=False, size='64', workers=0)
+DRY_HOURS = 1   # more than the two tiny candidates need at their recipes' epochs, so the plan takes every step
+ARGS = dict(candidates='test_convnext,test_vit', folds=2, pretrained=False, size='32', workers=0)
 
 
 @pytest.fixture(scope='module')
@@ -28,25 +28,29 @@ def ws(tiny_sample, tmp_path_factory):
 @pytest.fixture(scope='module')
 def dry(ws):
     """`comp auto --dry-run` from the command line: (its output, the saved plan)."""
-    r = comp_cli('auto', '--hours', HOURS, '--dry-run', '--candidates', ARGS['candidates'], '--folds', 2,
-                 '--no-pretrained', '--size', 64, '--workers', 0, cwd=ws)
+    r = comp_cli('auto', '--hours', DRY_HOURS, '--dry-run', '--candidates', ARGS['candidates'], '--folds', 2,
+                 '--no-pretrained', '--size', 32, '--workers', 0, cwd=ws)
     assert r.returncode == 0, r.stderr[-3000:]
     return r, json.loads((ws / 'auto' / 'plan.json').read_text())
 
 
 @pytest.fixture(scope='module')
 def done(ws, dry):
-    """The same `comp auto` for real, from the library (it takes the dry run's plan): (record, seconds, lines)."""
+    """The same `comp auto` for real, from the library, with 1.5 times the time the dry run's plan needs on this
+    machine, however loaded (a few minutes): it goes on with that plan. (record, seconds, lines)"""
     said = []
+    hours = 1.5 * dry[1]['estimate_s'] / 3600
     t0 = time.time()
-    out = auto.auto(HOURS, workdir=ws, quiet=True, echo=said.append, **ARGS)
+    out = auto.auto(hours, workdir=ws, quiet=True, echo=said.append, **ARGS)
     return out, time.time() - t0, said
 
 
 def test_dry_run_prints_a_plan_within_the_budget_and_trains_nothing(ws, dry):
     r, plan = dry
-    assert 'plan for 2.4 min on cpu' in r.stdout and 'nothing trained (--dry-run)' in r.stdout
-    assert plan['steps'] and plan['estimate_s'] <= plan['budget_s'] == HOURS * 3600
+    assert 'plan for 60.0 min on cpu' in r.stdout and 'nothing trained (--dry-run)' in r.stdout
+    assert plan['estimate_s'] <= plan['budget_s'] == DRY_HOURS * 3600
+    assert [(s['arch'], s['kind'], s['folds'], s['epochs']) for s in plan['steps']] == [
+        ('test_convnext', 'cv', 2, 2), ('test_vit', 'cv', 2, 2)] and plan['tta'] == 4   # all of it, best first
     assert set(plan['probes']) == {'test_convnext', 'test_vit'}
     for p in plan['probes'].values(): assert p['train_s'] > 0 and p['predict_s'] > 0
     for i, s in enumerate(plan['steps'], 1): assert f'  {i}. {s["arch"]}: ' in r.stdout
@@ -105,8 +109,8 @@ def test_running_it_again_resumes_instead_of_retraining_and_submits(ws, done, ti
         home = tmp_path / 'home'
         home.mkdir()
         # A notebook run again with the time it has left: the same plan, what finished is not trained again.
-        r = comp_cli('auto', '--hours', HOURS / 4, '--candidates', ARGS['candidates'], '--folds', 2, '--no-pretrained',
-                     '--size', 64, '--workers', 0, '--submit', cwd=ws, env={**client_env(fake, home), 'COMP_KAGGLE_POLL': '0.1'})
+        r = comp_cli('auto', '--hours', out['budget_s'] / 10 / 3600, '--candidates', ARGS['candidates'], '--folds', 2, '--no-pretrained',
+                     '--size', 32, '--workers', 0, '--submit', cwd=ws, env={**client_env(fake, home), 'COMP_KAGGLE_POLL': '0.1'})
         assert r.returncode == 0, r.stderr[-3000:]
         for run in finished: assert f'{run.name} already complete' in r.stdout
         assert [f.stat().st_mtime_ns for f in models] == stamps
