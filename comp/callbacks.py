@@ -113,3 +113,37 @@ class ProgressiveResize(Callback):
         self._set(self.size_at((log.epoch_offset if log is not None else 0) + self.epoch))
 
     def after_fit(self): self._set(self.sizes[-1])   # validation predictions and TTA at the run's size
+
+
+class DeadlineReached(KeyboardInterrupt):
+    """Training stopped at a deadline. An interruption, as Ctrl-C is: the run (and its CV group) is recorded as
+    incomplete with its last epoch checkpointed, so it resumes later, and nothing predicts from a cut-short schedule."""
+
+
+class Deadline(Callback):
+    """Stop before an epoch that would end after `deadline` (a `time.time()`): the epoch is taken to last as long as
+    the longest one measured so far (across the runs this callback serves), else `epoch_s`, the probe's estimate.
+    So training overruns the deadline by less than one epoch."""
+    order = 100   # before_epoch: after fastai's SkipToEpoch has skipped a resumed run's done epochs
+
+    def __init__(self, deadline, epoch_s, what='the deadline'):
+        self.deadline, self.epoch_s, self.what, self.measured, self.skipping = deadline, float(epoch_s), what, [], False
+
+    def _finding(self): return hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds')
+
+    def expected(self):
+        """Seconds the next epoch is expected to take."""
+        return max(self.measured) if self.measured else self.epoch_s
+
+    def before_epoch(self):
+        self.skipping, self.t0 = False, time.time()
+        if self._finding(): return
+        left = self.deadline - time.time()
+        if left < self.expected():
+            raise DeadlineReached(f'stopped at {self.what}: {max(left, 0):.0f}s left, an epoch takes about '
+                                  f'{self.expected():.0f}s; run it again to resume')
+
+    def after_cancel_epoch(self): self.skipping = True
+
+    def after_epoch(self):
+        if not (self.skipping or self._finding()): self.measured.append(time.time() - self.t0)

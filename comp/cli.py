@@ -141,6 +141,35 @@ def cv(arch: Optional[str] = typer.Argument(None, help='A recipe from `comp zoo`
 
 
 @app.command()
+def auto(hours: float = typer.Option(..., help='Time budget in hours, probes to submission (a Kaggle GPU notebook may run 12).'),
+         submit: bool = typer.Option(False, '--submit', help='Submit the submission to Kaggle at the end.'),
+         dry_run: bool = typer.Option(False, '--dry-run', help='Probe the candidates and print the plan; train nothing.'),
+         candidates: Optional[str] = typer.Option(None, help='Recipes to choose from, best first, comma-separated (default: the large and small zoo recipes).'),
+         folds: int = typer.Option(5, help='Most folds a CV step uses (fewer when time is short; 1: the single shared split).'),
+         tta: int = typer.Option(4, help='TTA passes when they fit in the budget (0: none).'),
+         message: Optional[str] = typer.Option(None, '-m', '--message', help='The submission\'s description on Kaggle (default: the plan).'),
+         data: Optional[Path] = DATA,
+         size: Optional[str] = typer.Option(None, help='Training image size for every candidate (default: each recipe\'s).'),
+         pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained', help='Start from pretrained weights.'),
+         weights: Optional[Path] = typer.Option(None, help='A folder of cached Hugging Face hub files with the candidates\' weights.'),
+         seed: int = typer.Option(42, help='Seed of the shared split and folds, and of training.'),
+         workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).')):
+    """Within a time budget: probe each candidate recipe here, plan recipes, folds and epochs that fit, train them
+    (resumable: run it again to continue), ensemble with searched weights, write the submission.
+
+    The plan is printed and saved in auto/plan.json. Example: comp auto --hours 11.5 --submit"""
+    from .auto import auto as run_auto
+    opts = {k: v for k, v in dict(size=size, pretrained=pretrained, weights=str(weights) if weights else None,
+                                  workers=workers).items() if v is not None}
+    out = run_auto(hours, candidates=candidates, folds=folds, submit=submit, dry_run=dry_run, tta=tta, message=message,
+                   data=str(data) if data else None, seed=seed, echo=typer.echo, **opts)
+    if out.get('dry_run'):
+        typer.echo(f'plan saved in auto/plan.json; nothing trained (--dry-run)')
+        return
+    typer.echo(f'done in {out["elapsed_s"] / 60:.1f} min of {out["budget_s"] / 60:.1f}: {out["submission"]}')
+
+
+@app.command()
 def predict(run: str = typer.Argument(..., help='A run directory or name from `comp runs`.'),
             tta: int = typer.Option(0, help='Test-time augmentation passes (0: none; fastai uses 4).'),
             beta: float = typer.Option(0.25, help='Weight of the plain pass in TTA.'),

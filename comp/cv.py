@@ -11,11 +11,11 @@ from .learner import error
 
 
 
-def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, refit=False):
+def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, refit=False, cbs=()):
     """Train every fold of the shared `folds`-fold split with `cfg` and return the group (a Run whose `members` are
     the fold runs and whose `result` holds the CV error). With `resume`, finish an interrupted group: complete
     folds are kept as they are, an interrupted fold is resumed, missing folds are trained (and with `refit`, a group
-    finished without one gets its refit)."""
+    finished without one gets its refit). `cbs`: more fastai callbacks for every model's fit (comp auto's deadline)."""
     if resume is not None:
         group = runs.find(resume, workdir)
         if group.config.get('kind') != 'cv': raise ConfigError(f'{group.name} is a run, not a CV group: resume it with `comp train --resume`')
@@ -32,8 +32,8 @@ def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, refit=Fa
     group.set_status('running')
     try:
         for i in range(c['folds']):
-            _fold(group, c, i, comp, workdir, quiet, echo)
-        if refit or group.config.get('refit'): _refit(group, comp, workdir, quiet, echo)
+            _fold(group, c, i, comp, workdir, quiet, echo, cbs)
+        if refit or group.config.get('refit'): _refit(group, comp, workdir, quiet, echo, cbs)
         result = _combine(group, comp, workdir)
     except BaseException as e:
         group.set_status('incomplete' if isinstance(e, KeyboardInterrupt) else 'failed', error=str(e)[:500])
@@ -43,10 +43,10 @@ def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, refit=Fa
     return group
 
 
-def _fold(group, c, i, comp, workdir, quiet, echo):
+def _fold(group, c, i, comp, workdir, quiet, echo, cbs=()):
     cfg = train.TrainConfig(**{**group.config['asked'], 'fold': i})
     run = _train_or_resume(cfg, group.members[i], train.identity({**c, 'fold': i}), f'fold {i}',
-                           f'fold {i} of {c["folds"]}', workdir, quiet, echo)
+                           f'fold {i} of {c["folds"]}', workdir, quiet, echo, cbs)
     members = group.config['members']
     if run is not None: group.write_config({**group.config, 'members': [*members[:i], run.name, *members[i + 1:]]})
 
@@ -56,14 +56,14 @@ def refit_config(group):
     return train.TrainConfig(**{**group.config['asked'], 'folds': None, 'fold': 0, 'valid_pct': 0})
 
 
-def _refit(group, comp, workdir, quiet, echo):
+def _refit(group, comp, workdir, quiet, echo, cbs=()):
     cfg = refit_config(group)
     run = _train_or_resume(cfg, group.refit, train.identity(train.resolve(cfg, comp)), 'refit',
-                           f'refit on all {len(comp.train_df())} training images', workdir, quiet, echo)
+                           f'refit on all {len(comp.train_df())} training images', workdir, quiet, echo, cbs)
     if run is not None: group.write_config({**group.config, 'refit': run.name})
 
 
-def _train_or_resume(cfg, known, want, what, new, workdir, quiet, echo):
+def _train_or_resume(cfg, known, want, what, new, workdir, quiet, echo, cbs=()):
     """None when the group's `known` run is complete; else that run, or an interrupted one with the identity `want`
     (a group interrupted before it recorded its run), resumed; else a new run of `cfg`."""
     if known is not None and known.status == 'complete': return None
@@ -71,9 +71,9 @@ def _train_or_resume(cfg, known, want, what, new, workdir, quiet, echo):
                            if r.status == 'incomplete' and train.identity(r.config) == want), None)
     if found is not None:
         echo(f'{what}: resuming {found.name}')
-        return train.train(None, workdir=workdir, resume=found, quiet=quiet)
+        return train.train(None, workdir=workdir, resume=found, quiet=quiet, cbs=cbs)
     echo(f'{new}: training')
-    return train.train(cfg, workdir=workdir, quiet=quiet)
+    return train.train(cfg, workdir=workdir, quiet=quiet, cbs=cbs)
 
 
 def _combine(group, comp, workdir):

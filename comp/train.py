@@ -192,8 +192,10 @@ def _images(comp, c, workdir, quiet):
     return str(d.resolve()) if d is not None else None
 
 
-def train(cfg=None, workdir='.', resume=None, quiet=False):
-    """Train one model; return its Run, whose `result` holds the validation error, timing and images/s."""
+def train(cfg=None, workdir='.', resume=None, quiet=False, cbs=()):
+    """Train one model; return its Run, whose `result` holds the validation error, timing and images/s.
+
+    `cbs`: more fastai callbacks for its fit (comp auto's `callbacks.Deadline`)."""
     if resume is not None:
         run = runs.find(resume, workdir)
         _check_resume(run, cfg)
@@ -209,7 +211,7 @@ def train(cfg=None, workdir='.', resume=None, quiet=False):
         run = runs.create(workdir, c)
     run.set_status('running')
     try:
-        result = _train(c, comp, run, workdir, resume is not None, quiet)
+        result = _train(c, comp, run, workdir, resume is not None, quiet, cbs)
     except BaseException as e:
         stopped = isinstance(e, KeyboardInterrupt)
         if stopped: e.comp_run = run.name  # the CLI says how to resume it
@@ -260,9 +262,10 @@ def _check_resume(run, cfg):
                               f'{", ".join("--" + k.replace("_", "-") for k in given)} (or train a new run with them)')
 
 
-def _train(c, comp, run, workdir, resuming, quiet):
+def _train(c, comp, run, workdir, resuming, quiet, cbs=()):
     from .cache import release
     learn, p = training_learner(c, comp, run, workdir)
+    learn.add_cbs(list(cbs))
     try: return _fit_and_record(learn, p, c, comp, run, resuming, quiet)
     finally: release(learn.dls)   # the next run in this process gets the memory
 
