@@ -23,6 +23,8 @@ OPTIONS = {   # name: TrainConfig fields on top of the baseline
     'keep best': {'keep': 'best'},
     'average_last 3': {'average_last': 3},
     'min_scale 0.35': {'min_scale': 0.35},
+    # progressive resizing ending at the demo recipe's own 64 px (names hold no comma: --options splits on it)
+    'sizes 32-48-64': {'sizes': '32,48,64'},
 }
 
 
