@@ -80,6 +80,7 @@ def resolve(cfg, comp=None):
     fixed = zoo.fixed_input_size(out['arch'])
     if fixed and out['sizes']:
         raise ConfigError(f'{out["arch"]} is built for one input size: drop --sizes (--size alone resizes it)')
+    if fixed and tuple(out['size']) != fixed: zoo.check_input_size(out['arch'], out['size'])
     _resolve_regularisers(out)
     out['normalize'] = zoo.normalization(out['arch']) if out['pretrained'] else None
     if comp is not None: out['data'] = str(comp.path)
