@@ -264,7 +264,7 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     if keeper is not None: learn.add_cb(keeper)
     if c.get('sizes'):
         from .callbacks import ProgressiveResize
-        learn.add_cb(ProgressiveResize(c['sizes'], c['epochs'] + (c['schedule'] == 'fine_tune')))
+        learn.add_cb(ProgressiveResize(c['sizes'], c['epochs'] + (c['schedule'] == 'fine_tune'), c['bs'], c['accum']))
     if not sys.stdout.isatty() or quiet: no_bars(learn)
     done = 0
     if resuming and run.checkpoint_file.exists():

@@ -396,15 +396,37 @@ def test_swin_trains_and_predicts_at_a_non_native_size(workspace):
     assert len(sub) == len(competition.find().test_ids())
 
 
-@slow
-def test_progressive_resizing_changes_the_size_it_trains_at(workspace, monkeypatch):
+def _batches(monkeypatch):
+    """What each epoch of the runs trained next in this test trains on: the shape of its first batch, and its
+    optimizer steps."""
     from fastai.vision.all import Callback
     from fastcore.basics import defaults
     seen = []
-    class Sizes(Callback):
+    class Batches(Callback):
+        def _on(self): return self.training and not hasattr(self.learn, 'lr_finder')
         def before_batch(self):
-            if self.training and self.iter == 0 and not hasattr(self.learn, 'lr_finder'): seen.append(tuple(self.x.shape[-2:]))
-    monkeypatch.setattr(defaults, 'callbacks', list(defaults.callbacks) + [Sizes])
+            if self._on() and self.iter == 0: seen.append([tuple(self.x.shape), 0])
+        def after_step(self):
+            if self._on(): seen[-1][1] += 1
+    monkeypatch.setattr(defaults, 'callbacks', list(defaults.callbacks) + [Batches])
+    return seen
+
+
+@slow
+def test_progressive_resizing_changes_the_size_it_trains_at(workspace, monkeypatch):
+    seen = _batches(monkeypatch)
     run = train.train(tc(epochs=3, sizes='32,48,64'), quiet=True)
-    assert seen == [(32, 32), (48, 48), (64, 64)]
+    # without gradient accumulation the batch size stays the recipe's (more per batch would be fewer, larger steps)
+    assert [shape for shape, _ in seen] == [(16, 3, 32, 32), (16, 3, 48, 48), (16, 3, 64, 64)]
     assert run.config['sizes'] == [[32, 32], [48, 48], [64, 64]] and run.config['size'] == [64, 64]
+
+
+@slow
+def test_progressive_resizing_trains_more_images_per_batch_at_smaller_sizes(workspace, monkeypatch):
+    # bs 4 x accum 4: at 32 px a batch of 16 holds the pixels of 4 at 64 px, so each step is one batch of 16
+    seen = _batches(monkeypatch)
+    run = train.train(tc(epochs=2, sizes='32,64', bs=4, accum=4), quiet=True)
+    assert [shape for shape, _ in seen] == [(16, 3, 32, 32), (4, 3, 64, 64)]
+    n_train = run.result['n_train']
+    assert [steps for _, steps in seen] == [n_train // 16] * 2   # the same 16 images a step at both sizes
+    assert run.status == 'complete'
