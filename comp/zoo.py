@@ -114,10 +114,10 @@ def check_input_size(arch, size):
             with torch.device('meta'):
                 timm.create_model(arch, pretrained=False, num_classes=0, img_size=tuple(hw))(torch.zeros(1, 3, *hw))
             return None
-        except (AssertionError, RuntimeError, ValueError, ZeroDivisionError) as e:
+        except (AssertionError, RuntimeError, ValueError, ZeroDivisionError, TypeError, NotImplementedError) as e:
             return str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
     why = works(size)
-    if why is None: return
+    if why is None or works(fixed_input_size(arch)) is not None: return   # fine, or a model the meta device cannot run
     near = [max(32, 32 * round(s / 32)) for s in size]
     hint = f'use a multiple of 32 such as --size {"x".join(map(str, near))}' if works(near) is None else \
         f'use its own size, --size {"x".join(map(str, fixed_input_size(arch)))}'
@@ -132,7 +132,10 @@ def features_nhwc(arch):
     pools the wrong axes (and fails on the head's first batch norm); built on the meta device, so it costs no memory."""
     import torch
     import timm
-    with torch.device('meta'): m = timm.create_model(arch, pretrained=False, num_classes=0)
+    try:
+        with torch.device('meta'): m = timm.create_model(arch, pretrained=False, num_classes=0)
+    except Exception:   # noqa: BLE001 - a model the meta device cannot build: fastai's own handling, as before
+        return False
     return getattr(m, 'output_fmt', None) == 'NHWC'
 
 
