@@ -5,7 +5,11 @@ its training images, predicts the held-out images, and `comp.submission.score` g
 model's initialisation and the augmentation draws (torch's generators), not the split.
 
     python bench/quality.py                      # CPU scale: a few minutes per option
-    python bench/quality.py --scale full --arch convnext_small --epochs 12 --name quality-gpu   # a GPU"""
+    python bench/quality.py --scale full --arch convnext_small --epochs 12 --name quality-gpu   # a GPU
+
+On a shared, loaded CPU, options run faster as one process each with OMP_NUM_THREADS=1: four two-thread processes
+at once ran each epoch 10x slower than that (their threads wait on each other when preempted). `--first-seed`
+adds seeds to an option measured before."""
 import statistics
 import sys
 import time
@@ -23,6 +27,8 @@ OPTIONS = {   # name: TrainConfig fields on top of the baseline
     'keep best': {'keep': 'best'},
     'average_last 3': {'average_last': 3},
     'min_scale 0.35': {'min_scale': 0.35},
+    # progressive resizing ending at the demo recipe's own 64 px (names hold no comma: --options splits on it)
+    'sizes 32-48-64': {'sizes': '32,48,64'},
 }
 
 
@@ -38,6 +44,7 @@ def main():
     ap.add_argument('--arch', default='test_convnext', help="recipe (default: timm's tiny test_convnext, from scratch)")
     ap.add_argument('--epochs', type=int, default=4)
     ap.add_argument('--seeds', type=int, default=3)
+    ap.add_argument('--first-seed', type=int, default=0, help='seeds first-seed .. first-seed + seeds - 1 (more seeds later)')
     ap.add_argument('--frac', type=float, default=0.25, help='held-out fraction of the sample\'s training images')
     ap.add_argument('--options', default=','.join(OPTIONS), help='comma-separated names from: ' + ', '.join(OPTIONS))
     ap.add_argument('--extra', default='workers=0', help='more TrainConfig fields for every run, e.g. "size=64,bs=32"')
@@ -57,7 +64,7 @@ def main():
     rows, runs = [], []
     for name in a.options.split(','):
         errs, secs = [], []
-        for seed in range(a.seeds):
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
             set_seed(seed)
             cfg = train.TrainConfig(arch=a.arch, epochs=a.epochs, **{**extra, **OPTIONS[name]})
             t0 = time.time()
@@ -73,7 +80,9 @@ def main():
                      'seeds': len(errs), 'errors': [round(e, 4) for e in errs],
                      'seconds_per_run': round(statistics.mean(secs), 1)})
     n = competition.load(comp_dir)
+    import torch
     record(a.name, rows, {'arch': a.arch, 'epochs': a.epochs, 'scale': a.scale, 'frac': a.frac, 'extra': extra,
+                          'first_seed': a.first_seed, 'torch_threads': torch.get_num_threads(),
                           'n_train': len(n.train_df()), 'n_holdout': len(n.test_ids()), 'runs': runs})
 
 

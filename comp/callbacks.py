@@ -92,20 +92,40 @@ def multi_target_metrics(sizes, targets):
 
 
 class ProgressiveResize(Callback):
-    """Progressive resizing (fastai course style): the run's epochs split in order across growing batch sizes, the
-    last being the run's size, by resizing the batch augmentations' output before each epoch; resumable (epoch-based)."""
+    """Progressive resizing (fastai course style): the run's epochs split in order across growing image sizes, the
+    last being the run's size, by resizing the batch augmentations' output before each epoch; resumable (epoch-based).
+
+    With gradient accumulation (`accum` > 1) a smaller size also trains more images per batch: as many of one
+    optimizer step's `bs` x `accum` images as fit in the memory of a batch at the last size (images x pixels), in
+    fewer batches of the step. Each step still sees `bs` x `accum` images, so the optimisation (steps, learning
+    rates, what each step averages) is the recipe's, only faster. This is sound with fit_one_cycle because fastai
+    places the schedule per epoch (epoch / epochs, plus batch / (that epoch's batches x epochs)), so epochs of
+    different batch counts keep it on course. Without accumulation the batch size stays: more images per batch
+    would mean fewer, larger steps at the recipe's learning rate, another recipe, not the same one faster."""
     order = -20   # before the epoch's first batch is drawn
 
-    def __init__(self, sizes, total_epochs): self.sizes, self.total = [tuple(s) for s in sizes], total_epochs
+    def __init__(self, sizes, total_epochs, bs=None, accum=1):
+        self.sizes, self.total = [tuple(s) for s in sizes], total_epochs
+        self.bs, self.accum = bs, int(accum or 1)
 
     def size_at(self, epoch):
-        """The batch size of epoch `epoch` (counted from 0 over the whole run)."""
+        """The image size of epoch `epoch` (counted from 0 over the whole run)."""
         return self.sizes[min(len(self.sizes) - 1, epoch * len(self.sizes) // self.total)]
+
+    def bs_at(self, size, n_train):
+        """The images per training batch at `size`: `bs` times the largest divisor k of `accum` (so the batches add
+        up to the step's images exactly) with k x the pixels of `size` within those of the last size and k x `bs`
+        within the `n_train` training images."""
+        if not self.bs or self.accum <= 1: return self.bs
+        last = self.sizes[-1][0] * self.sizes[-1][1]
+        return self.bs * max(k for k in range(1, self.accum + 1) if self.accum % k == 0
+                             and k * size[0] * size[1] <= last and k * self.bs <= n_train or k == 1)
 
     def _set(self, size):
         for dl in (self.dls.train, self.dls.valid):
             for t in dl.after_batch.fs:
                 if getattr(t, 'size', None) is not None: t.size = size
+        if self.bs: self.dls.train.bs = self.bs_at(size, len(self.dls.train.dataset))
 
     def before_epoch(self):
         if hasattr(self.learn, 'lr_finder'): return

@@ -32,9 +32,15 @@ def build_learner(c, comp, run, workdir, for_training=False):
     if fixed and tuple(c['size']) != fixed:
         # ViT / Swin at another size: timm builds the model for it and resamples the pretrained position embeddings
         kw['img_size'] = tuple(c['size'])
+    overlay = {}   # on timm's pretrained config of the model
+    if zoo.features_nhwc(c['arch']):
+        # Swin's features are (batch, height, width, channels), which fastai's pooled head would pool on the wrong
+        # axes: without a pool size in its config fastai takes timm's own pooled output and adds no pooling
+        overlay['pool_size'] = None
     pretrained = bool(c['pretrained']) and for_training
-    if pretrained and c.get('weights'): kw['pretrained_cfg_overlay'] = {'file': str(zoo.weights_file(c['arch'], c['weights']))}
+    if pretrained and c.get('weights'): overlay['file'] = str(zoo.weights_file(c['arch'], c['weights']))
     elif pretrained: zoo.check_hub(c['arch'])
+    if overlay: kw['pretrained_cfg_overlay'] = overlay
     try:
         learn = vision_learner(dls, c['arch'], pretrained=pretrained, normalize=False, path=Path(run), model_dir='.',
                                opt_func=adamw, **kw)

@@ -80,6 +80,7 @@ def resolve(cfg, comp=None):
     fixed = zoo.fixed_input_size(out['arch'])
     if fixed and out['sizes']:
         raise ConfigError(f'{out["arch"]} is built for one input size: drop --sizes (--size alone resizes it)')
+    if fixed and tuple(out['size']) != fixed: zoo.check_input_size(out['arch'], out['size'])
     _resolve_regularisers(out)
     out['normalize'] = zoo.normalization(out['arch']) if out['pretrained'] else None
     if comp is not None:
@@ -281,7 +282,7 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     if keeper is not None: learn.add_cb(keeper)
     if c.get('sizes'):
         from .callbacks import ProgressiveResize
-        learn.add_cb(ProgressiveResize(c['sizes'], c['epochs'] + (c['schedule'] == 'fine_tune')))
+        learn.add_cb(ProgressiveResize(c['sizes'], c['epochs'] + (c['schedule'] == 'fine_tune'), c['bs'], c['accum']))
     if not sys.stdout.isatty() or quiet: no_bars(learn)
     done = 0
     if resuming and run.checkpoint_file.exists():

@@ -1,6 +1,7 @@
 """The model zoo: one recipe per architecture, as data, and everything comp asks timm about an architecture
 (names and tags, fixed input size, normalization, hub repo, finding weights). Any timm model name works too."""
 import difflib
+import functools
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,6 +98,45 @@ def fixed_input_size(arch):
     """(height, width) for models that only take one input size (ViT, Swin), else None."""
     cfg = pretrained_cfg(arch)
     return tuple(cfg.input_size[1:]) if cfg is not None and cfg.fixed_input_size else None
+
+
+def check_input_size(arch, size):
+    """That timm can build `arch` (a model built for one input size) at `size` (height, width) and run an image of
+    that size through it, else a one-line ConfigError with the nearest multiple of 32 that works.
+
+    Swin pads its windows and takes any size; window-partition models such as MaxViT and CoAtNet need sizes their
+    total stride times their window divides, which only a forward pass tells. Built on PyTorch's meta device: no
+    memory, no weights, no arithmetic, so it is instant even for a large model."""
+    def works(hw):
+        import torch
+        import timm
+        try:
+            with torch.device('meta'):
+                timm.create_model(arch, pretrained=False, num_classes=0, img_size=tuple(hw))(torch.zeros(1, 3, *hw))
+            return None
+        except (AssertionError, RuntimeError, ValueError, ZeroDivisionError, TypeError, NotImplementedError) as e:
+            return str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    why = works(size)
+    if why is None or works(fixed_input_size(arch)) is not None: return   # fine, or a model the meta device cannot run
+    near = [max(32, 32 * round(s / 32)) for s in size]
+    hint = f'use a multiple of 32 such as --size {"x".join(map(str, near))}' if works(near) is None else \
+        f'use its own size, --size {"x".join(map(str, fixed_input_size(arch)))}'
+    raise ConfigError(f'--size {"x".join(map(str, size))}: {arch} cannot be built for that size (timm: {why}); {hint}')
+
+
+@functools.lru_cache(maxsize=None)
+def features_nhwc(arch):
+    """Whether timm's `arch` gives its unpooled features as (batch, height, width, channels), as Swin does.
+
+    fastai's head pools a timm model's `forward_features` as (batch, channels, height, width), which for such a model
+    pools the wrong axes (and fails on the head's first batch norm); built on the meta device, so it costs no memory."""
+    import torch
+    import timm
+    try:
+        with torch.device('meta'): m = timm.create_model(arch, pretrained=False, num_classes=0)
+    except Exception:   # noqa: BLE001 - a model the meta device cannot build: fastai's own handling, as before
+        return False
+    return getattr(m, 'output_fmt', None) == 'NHWC'
 
 
 def has_weights(arch):

@@ -83,3 +83,88 @@ def test_average_of_the_last_epochs_is_saved_and_predicted(workspace, spy):
     got = _state(learn.model)
     assert all(torch.allclose(got[k].double(), want[k].double()) for k in want)
     assert run.config['average_last'] == 2 and run.config['keep'] == 'last'
+
+
+class _Mixed:
+    """What each training batch of a run saw, from two spy callbacks around fastai's MixUp/CutMix (order 0)."""
+
+    def __init__(self): self.raw, self.changed, self.losses, self.lams, self.steps = None, [], [], [], 0
+
+
+@pytest.fixture(scope='module')
+def sync_free_runs(tiny_sample, tmp_path_factory):
+    """{'mixup': run, 'cutmix': run, ...}: two runs of comp.loop's sync-free loop with EMA, one with MixUp, one with
+    CutMix, trained once for this module, with what their batches and epochs saw."""
+    from fastai.callback.mixup import MixHandler
+    from comp import competition
+    seen = {}
+    def skip(cb): return hasattr(cb.learn, 'lr_finder') or hasattr(cb, 'gather_preds') or not cb.training
+
+    class BeforeMix(Callback):
+        order = -1   # after DeviceFeed (-20) copied the batch, before MixUp/CutMix (0) mix it
+        def before_batch(self):
+            if not skip(self): seen['now'].raw = self.x.detach().clone()
+
+    class AfterMix(Callback):
+        order = 70   # after Averaging (60) and RunLog (65) in after_epoch
+        def before_batch(self):
+            if skip(self): return
+            mix = next(cb for cb in self.learn.cbs if isinstance(cb, MixHandler))
+            # CutMix's box is empty, once in thousands of batches, when its lam is drawn within 1e-3 of 1
+            seen['now'].changed.append(not torch.equal(self.x, seen['now'].raw) or float(mix.lam.min()) == 1)
+        def after_loss(self):
+            if skip(self): return
+            # the loss fastai's MixHandler should have computed: its blend of both labels' cross-entropies
+            mix = next(cb for cb in self.learn.cbs if isinstance(cb, MixHandler))
+            with torch.no_grad():
+                ce = lambda y: torch.nn.functional.cross_entropy(self.pred, y, reduction='none')
+                want = torch.lerp(ce(mix.yb1[0]), ce(self.y), mix.lam).mean()
+            seen['now'].losses.append((float(self.loss), float(want), float(ce(self.y).mean())))
+            seen['now'].lams.append(float(mix.lam.min()))
+        def after_step(self):
+            if not skip(self): seen['now'].steps += 1
+        def after_validate(self):
+            if not (hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds')):
+                seen['now'].validated = _state(self.learn.model)
+        def after_epoch(self):
+            if not (hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds')):
+                seen['now'].trained = _state(self.learn.model)
+                seen['now'].ema_steps = next(cb.step for cb in self.learn.cbs if type(cb).__name__ == 'Averaging')
+
+    ws = tmp_path_factory.mktemp('sync-free')
+    competition.record(competition.load(tiny_sample), ws)
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(defaults, 'callbacks', list(defaults.callbacks) + [BeforeMix, AfterMix])
+        for name, kw in (('mixup', dict(mixup=0.4)), ('cutmix', dict(cutmix=1.0))):
+            seen['now'] = out[name + '_seen'] = _Mixed()
+            out[name] = train.train(tc(epochs=2, sync_free=True, ema=0.9, **kw), workdir=ws, quiet=True)
+    return out
+
+
+@slow
+@pytest.mark.parametrize('mixer', ['mixup', 'cutmix'])
+def test_sync_free_loop_mixes_batches_and_trains_with_the_mixed_loss(sync_free_runs, mixer):
+    run, seen = sync_free_runs[mixer], sync_free_runs[mixer + '_seen']
+    assert run.status == 'complete' and run.config['sync_free'] is True and run.config[mixer] > 0
+    assert seen.changed and all(seen.changed)   # every training batch was mixed (but for an empty CutMix box)
+    # the loss trained on is MixHandler's blend of both labels' losses, not the plain loss on the batch's own labels
+    assert all(got == pytest.approx(want, rel=1e-4) for got, want, _ in seen.losses)
+    assert any(lam < 0.9 and abs(got - plain) > 1e-3 for (got, _, plain), lam in zip(seen.losses, seen.lams))
+    m = pd.read_csv(run / 'metrics.csv')
+    assert list(m['epoch']) == [1, 2] and m[['train_loss', 'valid_loss', 'error_rate']].notna().all().all()
+
+
+@slow
+@pytest.mark.parametrize('mixer', ['mixup', 'cutmix'])
+def test_sync_free_loop_keeps_the_ema_and_saves_it(sync_free_runs, mixer):
+    run, seen = sync_free_runs[mixer], sync_free_runs[mixer + '_seen']
+    assert seen.steps > 0 and seen.ema_steps == seen.steps   # one EMA update per optimizer step
+    assert not _equal(seen.validated, seen.trained)           # the last epoch validated the EMA, not the training weights
+    saved = run.result['saved_weights']
+    assert saved['weights'] == 'last' and saved['ema'] == 0.9 and saved['epochs'] == [2]
+    learn, _, _ = load_learner(run)
+    assert _equal(_state(learn.model), seen.validated)        # and predict loads the EMA weights
+    m = pd.read_csv(run / 'metrics.csv')
+    # the error recorded for epoch 2 (the EMA weights, read back on the device) is that of the saved predictions
+    assert saved['epoch_valid_error'] == pytest.approx(m['error_rate'].iloc[-1]) == pytest.approx(run.result['valid_error'])

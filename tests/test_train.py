@@ -59,6 +59,10 @@ def test_without_pretrained_weights_the_default_schedule_is_one_cycle():
     (dict(average_last=3, keep='best'), 'use it with --keep last'),
     (dict(min_scale=0), 'up to 1'),
     (dict(sizes='64', epochs=2), 'such as 128,192,256'),
+    # a window-partition model timm cannot build at that size, and a ViT size its patches do not divide
+    (dict(arch='test_maxvit', size=100, pretrained=False), 'cannot be built for that size'),
+    (dict(arch='test_maxvit', size=100, pretrained=False), 'use a multiple of 32 such as --size 96x96'),
+    (dict(arch='test_vit', size=100), 'should be divisible by patch size'),
     (dict(schedule='warmup'), 'use fine_tune or one_cycle'),
     (dict(precision='fp8'), 'use auto, fp32, fp16, bf16'),
     (dict(lr='fast'), 'use a number such as 0.01, or auto'),
@@ -363,15 +367,66 @@ def test_vit_trains_and_predicts_at_a_non_native_size(workspace):
     assert len(sub) == len(competition.find().test_ids())
 
 
+SWIN = 'swin_tiny_patch4_window7_224'   # timm has no tiny test Swin; untrained, 28M weights, fast at 64 px
+
+
+def test_swin_pretrained_weights_load_at_a_non_native_size(workspace, tmp_path):
+    # timm pads Swin's 7x7 windows, so any size builds; at 64 px the last stages' feature maps (4x4, 2x2) are smaller
+    # than a window, their windows shrink and timm resamples their relative position tables from the 224 px weights
+    torch.manual_seed(5)
+    body = timm.create_model(SWIN, pretrained=False, num_classes=0)
+    f = tmp_path / 'swin.pth'
+    torch.save(body.state_dict(), f)
+    c = resolve(tc(arch=SWIN, size=64, pretrained=True, weights=str(f)), competition.find())
+    learn = build_learner(c, competition.find(), tmp_path, '.', for_training=True)
+    loaded, saved = learn.model[0].model.state_dict(), body.state_dict()
+    resampled = [k for k, v in saved.items() if loaded[k].shape != v.shape]
+    assert resampled and all(k.endswith('relative_position_bias_table') for k in resampled)
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items() if k not in resampled)
+
+
 @slow
-def test_progressive_resizing_changes_the_size_it_trains_at(workspace, monkeypatch):
+def test_swin_trains_and_predicts_at_a_non_native_size(workspace):
+    from comp.predict import load_learner, predict
+    run = train.train(tc(arch=SWIN, pretrained=False, size=64, resize=('squish', 64)), quiet=True)
+    assert run.config['size'] == [64, 64] and run.status == 'complete'
+    learn, _, _ = load_learner(run)   # predict rebuilds the model at the run's size, not Swin's 224
+    assert tuple(learn.model[0].model.patch_embed.img_size) == (64, 64)
+    sub = pd.read_csv(predict(run)['submission'], dtype=str)
+    assert len(sub) == len(competition.find().test_ids())
+
+
+def _batches(monkeypatch):
+    """What each epoch of the runs trained next in this test trains on: the shape of its first batch, and its
+    optimizer steps."""
     from fastai.vision.all import Callback
     from fastcore.basics import defaults
     seen = []
-    class Sizes(Callback):
+    class Batches(Callback):
+        def _on(self): return self.training and not hasattr(self.learn, 'lr_finder')
         def before_batch(self):
-            if self.training and self.iter == 0 and not hasattr(self.learn, 'lr_finder'): seen.append(tuple(self.x.shape[-2:]))
-    monkeypatch.setattr(defaults, 'callbacks', list(defaults.callbacks) + [Sizes])
+            if self._on() and self.iter == 0: seen.append([tuple(self.x.shape), 0])
+        def after_step(self):
+            if self._on(): seen[-1][1] += 1
+    monkeypatch.setattr(defaults, 'callbacks', list(defaults.callbacks) + [Batches])
+    return seen
+
+
+@slow
+def test_progressive_resizing_changes_the_size_it_trains_at(workspace, monkeypatch):
+    seen = _batches(monkeypatch)
     run = train.train(tc(epochs=3, sizes='32,48,64'), quiet=True)
-    assert seen == [(32, 32), (48, 48), (64, 64)]
+    # without gradient accumulation the batch size stays the recipe's (more per batch would be fewer, larger steps)
+    assert [shape for shape, _ in seen] == [(16, 3, 32, 32), (16, 3, 48, 48), (16, 3, 64, 64)]
     assert run.config['sizes'] == [[32, 32], [48, 48], [64, 64]] and run.config['size'] == [64, 64]
+
+
+@slow
+def test_progressive_resizing_trains_more_images_per_batch_at_smaller_sizes(workspace, monkeypatch):
+    # bs 4 x accum 4: at 32 px a batch of 16 holds the pixels of 4 at 64 px, so each step is one batch of 16
+    seen = _batches(monkeypatch)
+    run = train.train(tc(epochs=2, sizes='32,64', bs=4, accum=4), quiet=True)
+    assert [shape for shape, _ in seen] == [(16, 3, 32, 32), (4, 3, 64, 64)]
+    n_train = run.result['n_train']
+    assert [steps for _, steps in seen] == [n_train // 16] * 2   # the same 16 images a step at both sizes
+    assert run.status == 'complete'

@@ -34,3 +34,9 @@ def test_any_timm_name_works():
     r = zoo.recipe('efficientnet_b0')
     assert r.arch == 'efficientnet_b0' and r.size == (224, 224)
     assert zoo.recipe('deit_tiny_patch16_224').size == (224, 224)
+
+
+def test_the_swin_recipes_are_the_ones_with_channels_last_features():
+    # fastai's pooled head would read their (batch, h, w, channels) features as (batch, channels, h, w)
+    nhwc = {name for name, r in zoo.RECIPES.items() if zoo.features_nhwc(r.arch)}
+    assert nhwc == {name for name in zoo.RECIPES if name.startswith('swin')}
