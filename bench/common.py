@@ -71,3 +71,12 @@ def holdout_workspace(scale, frac, size=128):
     competition.record(competition.load(comp_dir), work)
     resize(size, data=comp_dir, workdir=work)
     return work, comp_dir
+
+
+def train_fields(text):
+    """TrainConfig fields from "k=v,k=v" (values as Python literals where they parse, else strings)."""
+    import ast
+    def value(v):
+        try: return ast.literal_eval(v)
+        except (ValueError, SyntaxError): return v
+    return {k: value(v) for k, v in (kv.split('=', 1) for kv in text.split(',') if kv)}

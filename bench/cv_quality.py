@@ -13,15 +13,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import holdout_workspace, parser, record  # noqa: E402
+from common import holdout_workspace, parser, record, train_fields  # noqa: E402
 
 KINDS = ('single run', 'cv group', 'cv group + refit', 'cv group + refit, pseudo-labels')
-
-
-def _value(text):
-    import ast
-    try: return ast.literal_eval(text)
-    except (ValueError, SyntaxError): return text
 
 
 def main():
@@ -39,7 +33,7 @@ def main():
     from fastai.torch_core import set_seed
     from comp import competition, cv, predict, pseudo, submission, train
     work, comp_dir = holdout_workspace(a.scale, a.frac)
-    extra = {k: _value(v) for k, v in (kv.split('=') for kv in a.extra.split(',') if kv)}
+    extra = train_fields(a.extra)
     cfg = lambda **kw: train.TrainConfig(arch=a.arch, epochs=a.epochs, **{**extra, **kw})
     errs, runs, secs = {k: [] for k in KINDS}, [], {k: [] for k in KINDS}
 

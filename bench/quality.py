@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, parser, record, sample  # noqa: E402
+from common import holdout_workspace, parser, record, train_fields  # noqa: E402
 
 OPTIONS = {   # name: TrainConfig fields on top of the baseline
     'baseline': {},
@@ -32,12 +32,6 @@ OPTIONS = {   # name: TrainConfig fields on top of the baseline
 }
 
 
-def _value(text):
-    import ast
-    try: return ast.literal_eval(text)
-    except (ValueError, SyntaxError): return text
-
-
 def main():
     ap = parser(__doc__)
     ap.set_defaults(scale='0.03')
@@ -51,16 +45,9 @@ def main():
     ap.add_argument('--name', default='quality-cpu')
     a = ap.parse_args()
     from fastai.torch_core import set_seed
-    from comp import competition, holdout, predict, submission, train
-    src = sample(a.scale, 42)
-    work = ROOT / 'data' / f'quality-{a.scale}-{a.frac:g}'
-    comp_dir = work / 'holdout'
-    if not (comp_dir / 'solution.csv').exists(): holdout.holdout(comp_dir, a.frac, seed=42, data=src)
-    work.mkdir(parents=True, exist_ok=True)
-    competition.record(competition.load(comp_dir), work)
-    from comp.resize import resize
-    resize(128, data=comp_dir, workdir=work)   # decoding 480x640 JPEGs would dominate a CPU run (train uses the copy)
-    extra = {k: _value(v) for k, v in (kv.split('=') for kv in a.extra.split(',') if kv)}
+    from comp import competition, predict, submission, train
+    work, comp_dir = holdout_workspace(a.scale, a.frac)
+    extra = train_fields(a.extra)
     rows, runs = [], []
     for name in a.options.split(','):
         errs, secs = [], []
