@@ -50,6 +50,7 @@ class TrainConfig:
     max_warp: float = None
     flip: bool = None
     sizes: tuple = None            # progressive resizing: the epochs split across these growing sizes, e.g. '128,192,256'
+    procs: int = None              # data-parallel processes, one per GPU (comp.distributed); None: 1, or a launcher's
 
 
 def resolve(cfg, comp=None):
@@ -77,14 +78,36 @@ def resolve(cfg, comp=None):
         except ValueError: raise ConfigError(f'--lr {out["lr"]!r}: use a number such as 0.01, or auto') from None
     for k in ('bs', 'accum', 'epochs'):
         if int(out[k]) < 1: raise ConfigError(f'--{k} must be at least 1')
+    _resolve_procs(out)
     fixed = zoo.fixed_input_size(out['arch'])
     if fixed and out['sizes']:
         raise ConfigError(f'{out["arch"]} is built for one input size: drop --sizes (--size alone resizes it)')
     _resolve_regularisers(out)
     out['normalize'] = zoo.normalization(out['arch']) if out['pretrained'] else None
     if comp is not None: out['data'] = str(comp.path)
-    out['workers'] = data.num_workers(out['workers'])
+    # Processes share the cores: by default each loads with its share of them.
+    out['workers'] = data.num_workers(out['workers']) if out['workers'] is not None or out['procs'] == 1 else \
+        max(1, data.num_workers() // out['procs'])
     return out
+
+
+def _resolve_procs(out):
+    """procs (a launcher's process count when under one) and the effective batch, bs x accum x procs. The learning
+    rate stays the recipe's (or --lr's): comp does not scale it with the effective batch."""
+    from . import distributed as dist
+    under = dist.world()
+    if out['procs'] is None: out['procs'] = under
+    try: out['procs'] = int(out['procs'])
+    except (TypeError, ValueError): out['procs'] = 0
+    if out['procs'] < 1: raise ConfigError('--procs must be at least 1')
+    if under > 1 and out['procs'] != under:
+        raise ConfigError(f'--procs {out["procs"]}, but the launcher started {under} processes: drop --procs '
+                          '(the launcher sets them)')
+    out['effective_bs'] = int(out['bs']) * int(out['accum']) * out['procs']
+    if out['procs'] > 1:
+        off = [o for o, on in (('--ema', out['ema']), ('--keep best', out['keep'] == 'best'),
+                               ('--average-last', out['average_last']), ('--sync-free', out['sync_free'])) if on]
+        if off: raise ConfigError(f'{off[0]} is not supported with --procs {out["procs"]}: drop one of them')
 
 
 def _resolve_regularisers(out):
@@ -136,13 +159,14 @@ def _schedule(chosen, recipe, pretrained):
 
 
 # What a run's identity does not depend on: where its images and weights came from, how they were loaded.
-NOT_IDENTITY = ('workers', 'images', 'weights', 'cache', 'sync_free')
+NOT_IDENTITY = ('workers', 'images', 'weights', 'cache', 'sync_free', 'effective_bs')   # effective_bs: derived
 
 
 def identity(c):
     """A resolved config without what does not change the run, as JSON would hold it: two configs with the same
     identity train the same run (so a notebook or a CV group can find one it started before)."""
     import json
+    c = {'procs': 1, **c}   # runs recorded before --procs trained on one process
     return json.loads(json.dumps({k: v for k, v in c.items() if k not in NOT_IDENTITY}, default=str))
 
 
@@ -178,12 +202,42 @@ def _images(comp, c, workdir, quiet):
 
 
 def train(cfg=None, workdir='.', resume=None, quiet=False):
-    """Train one model; return its Run, whose `result` holds the validation error, timing and images/s."""
+    """Train one model; return its Run, whose `result` holds the validation error, timing and images/s.
+
+    With `cfg.procs` N > 1, data-parallel on N processes (comp.distributed); under a launcher (torchrun, accelerate
+    launch), as one of its processes. Either way one run directory, written by the first process only."""
+    from . import distributed as dist
+    if dist.launched(): return _train_as_rank(cfg, workdir, resume, quiet)
+    run, c, comp = _prepare(cfg, workdir, resume, quiet)
+    if c.get('procs', 1) > 1: return _train_procs(run, c, workdir, resume is not None, quiet)
+    run.set_status('running')
+    try:
+        result = _train(c, comp, run, workdir, resume is not None, quiet)
+    except BaseException as e:
+        _record_stop(run, e)
+        raise
+    run.write_result(result)
+    run.set_status('complete')
+    return run
+
+
+def _record_stop(run, e):
+    """Record why training stopped: Ctrl-C leaves the run incomplete (resumable), anything else failed."""
+    stopped = isinstance(e, KeyboardInterrupt)
+    if stopped: e.comp_run = run.name  # the CLI says how to resume it
+    try: run.set_status('incomplete' if stopped else 'failed', error=(str(e) or type(e).__name__)[:500],
+                        user_error=isinstance(e, CompError))
+    except OSError: pass  # a full or read-only disk: the error being raised says so
+
+
+def _prepare(cfg, workdir, resume, quiet):
+    """(run, resolved config, competition): the run resumed, or a new one created once every check has passed."""
     if resume is not None:
         run = runs.find(resume, workdir)
         _check_resume(run, cfg)
         c = run.config
         comp = competition.find(c['data'], workdir)
+        _check_procs(c)
     else:
         cfg = cfg or TrainConfig()
         comp = competition.find(cfg.data, workdir)
@@ -192,23 +246,92 @@ def train(cfg=None, workdir='.', resume=None, quiet=False):
         _check(c, comp, workdir)
         c['images'] = _images(comp, c, workdir, quiet)
         run = runs.create(workdir, c)
-    run.set_status('running')
+    return run, c, comp
+
+
+def _train_procs(run, c, workdir, resuming, quiet):
+    """The run trained by c['procs'] processes that accelerate's notebook_launcher starts; this one waits for them.
+
+    A process that is killed ends the others (the launcher) and leaves the run incomplete, to resume."""
+    import contextlib
+    import io
+    from . import distributed as dist
     try:
-        result = _train(c, comp, run, workdir, resume is not None, quiet)
+        # quiet: accelerate's own "Launching training on N CPUs." too
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            dist.launch(_spawned, c['procs'], (str(run.path), str(workdir), resuming, quiet))
+    except dist.ProcessesFailed as e:
+        rec = run.status_record()
+        if e.killed or run.status == 'incomplete':
+            try: run.set_status('incomplete', error=str(e)[:500])
+            except OSError: pass
+            raise CompError(f'training stopped: {e}; resume with `comp train --resume {run.name}`') from None
+        if rec.get('status') == 'failed' and rec.get('user_error'): raise CompError(rec['error']) from None
+        try: run.set_status('failed', error=str(e)[:500])
+        except OSError: pass
+        raise RuntimeError(f'training failed: {e}') from None
     except BaseException as e:
-        stopped = isinstance(e, KeyboardInterrupt)
-        if stopped: e.comp_run = run.name  # the CLI says how to resume it
-        try: run.set_status('incomplete' if stopped else 'failed', error=(str(e) or type(e).__name__)[:500])
-        except OSError: pass  # a full or read-only disk: the error being raised says so
+        _record_stop(run, e)
         raise
-    run.write_result(result)
-    run.set_status('complete')
-    return run
+    if run.status != 'complete': raise CompError(f'run {run.name} ended without completing: see {run.status_file}')
+    return runs.Run(run.path)
+
+
+def _spawned(path, workdir, resuming, quiet):
+    """One of the processes `_train_procs` starts."""
+    from . import distributed as dist
+    with dist.process_group(): _rank(path, workdir, resuming, quiet)
+
+
+def _train_as_rank(cfg, workdir, resume, quiet):
+    """One process of a group a launcher started (torchrun, accelerate launch): the first prepares the run (checks,
+    run directory) and tells the others its folder, or the error that stopped it."""
+    from . import distributed as dist
+    with dist.process_group():
+        path = err = None
+        if dist.is_main():
+            try: path = str(_prepare(cfg, workdir, resume, quiet)[0].path)
+            except CompError as e: err = str(e)
+        path, err = dist.broadcast((path, err))
+        if err is not None: raise CompError(err)
+        return _rank(path, workdir, resume is not None, quiet)
+
+
+def _rank(path, workdir, resuming, quiet):
+    """Train run `path` as this process's rank of the group; only the first process records (and prints)."""
+    from . import distributed as dist
+    run = runs.Run(path)
+    c = run.config
+    comp = competition.find(c['data'], workdir)
+    main = dist.is_main()
+    if main: run.set_status('running')
+    try:
+        result = _train(c, comp, run, workdir, resuming, quiet or not main)
+    except BaseException as e:
+        if main: _record_stop(run, e)
+        raise
+    if main:
+        run.write_result(result)
+        run.set_status('complete')
+    dist.barrier()   # every process returns a complete run
+    return runs.Run(path)
+
+
+def _check_procs(c):
+    """The run's processes, against the GPUs here or the launcher's process count (a resumed run keeps its own)."""
+    from . import distributed as dist
+    procs = c.get('procs', 1)
+    if dist.launched():
+        if procs != dist.world():
+            raise ConfigError(f'run {c.get("name")} trains on {procs} process{"es" if procs > 1 else ""}, but the '
+                              f'launcher started {dist.world()}: launch {procs}')
+    elif procs > 1: dist.check_procs(procs)
 
 
 def _check(c, comp, workdir):
     """Everything about a resolved config that can be checked before a run exists, so a mistake leaves no failed run."""
     import math
+    _check_procs(c)
     if c['lr'] != 'auto' and not (math.isfinite(c['lr']) and c['lr'] > 0):
         raise ConfigError(f'--lr {c["lr"]}: use a positive number such as 0.01, or auto')
     if c['workers'] < 0: raise ConfigError(f'--workers {c["workers"]}: use 0 (load in this process) or more')
@@ -254,9 +377,11 @@ def _train(c, comp, run, workdir, resuming, quiet):
 
 def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     from fastai.vision.all import minimum, slide, steep, valley
+    from . import distributed as dist
     from .callbacks import RunLog
+    main = dist.is_main()   # the only process that writes the run's records
     if not quiet: print(f'decode-once cache: {learn.dls.decode_cache}', flush=True)
-    log = RunLog(run, quiet=quiet or sys.stdout.isatty())
+    log = RunLog(run, quiet=quiet or sys.stdout.isatty(), record=main)
     learn.add_cb(log)
     from .averaging import for_config
     keeper = for_config(c, run)
@@ -278,9 +403,19 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
         found = run.lr_find
         lr = found['suggestions'][found['chosen']]
     elif lr == 'auto':
-        lr = _lr_find(learn, run, (minimum, steep, valley, slide))
+        lr = _lr_find(learn, run, (minimum, steep, valley, slide), record=main)
+        if dist.launched(): lr = dist.broadcast(lr)   # every process steps at the first one's choice
     t0 = time.time()
     fit(learn, c['schedule'], c['epochs'], lr, start=done)
+    if dist.launched():
+        dist.detach(learn)
+        if not main: return None
+        with dist.alone(): return _record(learn, p, c, comp, run, log, keeper, lr, t0)
+    return _record(learn, p, c, comp, run, log, keeper, lr, t0)
+
+
+def _record(learn, p, c, comp, run, log, keeper, lr, t0):
+    """The trained run's weights, vocab, validation predictions, plots and result."""
     saved = keeper.finish() if keeper is not None else {'weights': 'last', 'ema': None, 'epochs': [run.epochs_done]}
     save_model(run.model_file, learn)
     run.clear_checkpoint()
@@ -295,7 +430,7 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     return {'valid_error': error(valid, vocab), 'saved_weights': saved, 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
             'seconds': round(secs, 1),
             'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),
-            'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device)}
+            'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device), 'procs': c.get('procs', 1)}
 
 
 def save_model(path, learn):
@@ -330,16 +465,16 @@ def fit(learn, schedule, epochs, lr, start=0, freeze_epochs=1):
                         start_epoch=max(0, start - freeze_epochs))
 
 
-def _lr_find(learn, run, funcs):
+def _lr_find(learn, run, funcs, record=True):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     # fastai's 100 iterations, or about five epochs on a small dataset.
     sugg = learn.lr_find(num_it=min(100, max(20, 5 * len(learn.dls.train))), suggest_funcs=funcs, show_plot=True)
-    plt.savefig(run.lr_find_plot)
+    if record: plt.savefig(run.lr_find_plot)
     plt.close('all')
     found = {f.__name__: float(v) for f, v in zip(funcs, sugg)}
-    run.write_lr_find({'suggestions': found, 'chosen': 'valley'})
+    if record: run.write_lr_find({'suggestions': found, 'chosen': 'valley'})
     return found['valley']
 
 
