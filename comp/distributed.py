@@ -54,6 +54,9 @@ def check_procs(procs, gpus=None):
     try: procs = int(procs)
     except (TypeError, ValueError): procs = 0
     if procs < 1: raise ConfigError('--procs must be at least 1')
+    if gpus and procs > 1 and torch_cuda_started():
+        raise ConfigError(f'--procs {procs}: this process already uses the GPU (a notebook that trained before?), '
+                          'and processes forked from it cannot: restart the kernel and train with procs first')
     if gpus and procs > gpus:
         raise ConfigError(f'--procs {procs} is more than the {gpus} GPU{"s" if gpus > 1 else ""} here: '
                           f'use --procs {gpus} or fewer (one process per GPU)')
@@ -61,6 +64,11 @@ def check_procs(procs, gpus=None):
         raise ConfigError(f'--procs {procs} is more than the {cpus()} CPU cores here (no GPU): use --procs {cpus()} '
                           'or fewer')
     return procs
+
+
+def torch_cuda_started():
+    import torch
+    return torch.cuda.is_initialized()
 
 
 def timeout():
@@ -95,8 +103,11 @@ def launch(fn, procs, args=()):
     from accelerate import notebook_launcher
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     timeout()   # a malformed COMP_DIST_TIMEOUT fails here, not in every process
+    import contextlib
+    import sys
     try:
-        notebook_launcher(fn, args, num_processes=procs, use_port=str(free_port()), master_addr='127.0.0.1')
+        with contextlib.redirect_stdout(_Unlaunched(sys.stdout)):
+            notebook_launcher(fn, args, num_processes=procs, use_port=str(free_port()), master_addr='127.0.0.1')
     except ChildFailedError as e:
         fails = sorted(e.failures.items())
         killed = [(r, f) for r, f in fails if f.signal_name() not in (None, '<N/A>', 'Signals.UNKNOWN') or f.exitcode < 0]
@@ -104,6 +115,14 @@ def launch(fn, procs, args=()):
                                             f'failed (exit code {f.exitcode}): {_first_line(f.message)}')
                          for r, f in fails)
         raise ProcessesFailed(what, bool(killed)) from None
+
+
+class _Unlaunched:
+    """sys.stdout without accelerate's 'Launching training on 2 CUDAs.', which it prints on a CPU too; the forked
+    processes inherit it, so their lines pass through to the same stream."""
+    def __init__(self, out): self.out = out
+    def write(self, text): return len(text) if text.startswith('Launching training on') else self.out.write(text)
+    def __getattr__(self, name): return getattr(self.out, name)
 
 
 def _first_line(message):
@@ -156,6 +175,16 @@ def barrier():
     torch.distributed.barrier()
 
 
+@contextmanager
+def first_alone(learn):
+    """The learner as one process's, on rank 0 (lr_find): no DDP, no gathering."""
+    cb = next(c for c in learn.cbs if isinstance(c, _fastai_parts()[0]))
+    learn.remove_cb(cb)
+    try:
+        with alone(): yield learn
+    finally: learn.add_cb(cb)
+
+
 def detach(learn):
     """The learner back to one process after fit (fastai's detach_distributed, whose own check reads WORLD_SIZE)."""
     learn.remove_cb(_fastai_parts()[0])
@@ -201,6 +230,8 @@ def _fastai_parts():
     class Trainer(DistributedTrainer):
         def _wrap_dl(self, dl):
             return dl if isinstance(dl, DistributedDL) else CPUSafeDL(dl, device=self.learn.model.device)
+
+    Trainer.DL = CPUSafeDL
 
     class Gathered(Metric):
         """A validation metric (or the loss) of every process's predictions together: DistributedDL.to_detach

@@ -232,6 +232,7 @@ def _record_stop(run, e):
 
 def _prepare(cfg, workdir, resume, quiet):
     """(run, resolved config, competition): the run resumed, or a new one created once every check has passed."""
+    from . import distributed as dist
     if resume is not None:
         run = runs.find(resume, workdir)
         _check_resume(run, cfg)
@@ -242,10 +243,13 @@ def _prepare(cfg, workdir, resume, quiet):
         cfg = cfg or TrainConfig()
         comp = competition.find(cfg.data, workdir)
         c = resolve(cfg, comp)
-        precision(c['precision'])  # a precision this machine cannot run fails before any run is created
+        import torch
+        # Processes forked later cannot use a GPU this one started: then the first of them checks and records it.
+        forks = c['procs'] > 1 and not dist.launched() and torch.cuda.is_available()
+        if not forks: precision(c['precision'])  # a precision this machine cannot run fails before any run exists
         _check(c, comp, workdir)
         c['images'] = _images(comp, c, workdir, quiet)
-        run = runs.create(workdir, c)
+        run = runs.create(workdir, c, device=not forks)
     return run, c, comp
 
 
@@ -253,13 +257,9 @@ def _train_procs(run, c, workdir, resuming, quiet):
     """The run trained by c['procs'] processes that accelerate's notebook_launcher starts; this one waits for them.
 
     A process that is killed ends the others (the launcher) and leaves the run incomplete, to resume."""
-    import contextlib
-    import io
     from . import distributed as dist
     try:
-        # quiet: accelerate's own "Launching training on N CPUs." too
-        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
-            dist.launch(_spawned, c['procs'], (str(run.path), str(workdir), resuming, quiet))
+        dist.launch(_spawned, c['procs'], (str(run.path), str(workdir), resuming, quiet))
     except dist.ProcessesFailed as e:
         rec = run.status_record()
         if e.killed or run.status == 'incomplete':
@@ -304,7 +304,9 @@ def _rank(path, workdir, resuming, quiet):
     c = run.config
     comp = competition.find(c['data'], workdir)
     main = dist.is_main()
-    if main: run.set_status('running')
+    if main:
+        run.set_status('running')
+        if 'device' not in runs.read_env(run): runs.write_env(run)   # created by a process that left the GPU alone
     try:
         result = _train(c, comp, run, workdir, resuming, quiet or not main)
     except BaseException as e:
@@ -403,8 +405,14 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
         found = run.lr_find
         lr = found['suggestions'][found['chosen']]
     elif lr == 'auto':
-        lr = _lr_find(learn, run, (minimum, steep, valley, slide), record=main)
-        if dist.launched(): lr = dist.broadcast(lr)   # every process steps at the first one's choice
+        funcs = (minimum, steep, valley, slide)
+        if dist.launched():
+            # lr_find on the first process alone (at the per-process batch); the others wait for its choice.
+            # Under DDP each process would stop lr_find by its own checks, and fastai's Learner.load waits at a
+            # barrier that only rank 0 (which saved the weights) reaches.
+            with dist.first_alone(learn): lr = _lr_find(learn, run, funcs) if main else None
+            lr = dist.broadcast(lr)
+        else: lr = _lr_find(learn, run, funcs)
     t0 = time.time()
     fit(learn, c['schedule'], c['epochs'], lr, start=done)
     if dist.launched():
@@ -465,16 +473,16 @@ def fit(learn, schedule, epochs, lr, start=0, freeze_epochs=1):
                         start_epoch=max(0, start - freeze_epochs))
 
 
-def _lr_find(learn, run, funcs, record=True):
+def _lr_find(learn, run, funcs):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     # fastai's 100 iterations, or about five epochs on a small dataset.
     sugg = learn.lr_find(num_it=min(100, max(20, 5 * len(learn.dls.train))), suggest_funcs=funcs, show_plot=True)
-    if record: plt.savefig(run.lr_find_plot)
+    plt.savefig(run.lr_find_plot)
     plt.close('all')
     found = {f.__name__: float(v) for f, v in zip(funcs, sugg)}
-    if record: run.write_lr_find({'suggestions': found, 'chosen': 'valley'})
+    run.write_lr_find({'suggestions': found, 'chosen': 'valley'})
     return found['valley']
 
 
