@@ -344,9 +344,12 @@ def _check(c, comp, workdir):
     n = len(comp.train_df())
     splits = c['folds'] >= 2 if c['folds'] else 0 < c['valid_pct'] < 1  # else valid_ids says what is wrong
     n_train = n - math.ceil(n / c['folds'] if c['folds'] else n * c['valid_pct'])  # as sklearn sizes the split
+    procs = c.get('procs', 1)
+    n_train //= procs   # each process trains on its share
+    each = f' each of the {procs} processes gets' if procs > 1 else ''
     if splits and c['bs'] > n_train:
-        raise ConfigError(f'--bs {c["bs"]} is more than the {n_train} training images: fastai drops the last partial '
-                          f'batch, so no batch would train; use --bs {max(1, n_train // 4)} or less')
+        raise ConfigError(f'--bs {c["bs"]} is more than the {n_train} training images{each}: fastai drops the last '
+                          f'partial batch, so no batch would train; use --bs {max(1, n_train // 4)} or less')
     # folds, fold, valid fraction and a stored split made for other images (the split is shared: writing it is fine)
     data.valid_ids(comp, workdir, c['seed'], c['valid_pct'], c['folds'], c['fold'])
 

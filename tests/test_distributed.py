@@ -21,10 +21,12 @@ LAUNCHER = {'RANK': '0', 'WORLD_SIZE': '2', 'LOCAL_RANK': '0', 'MASTER_ADDR': '1
 
 @pytest.fixture(scope='module')
 def two_procs(tiny_sample, tmp_path_factory):
-    """(workspace, run, the command's output): test_convnext trained for 2 epochs by `comp train --procs 2`."""
+    """(workspace, run, the command's output): test_convnext trained for 2 epochs by `comp train --procs 2`, with
+    gradient accumulation."""
     ws = tmp_path_factory.mktemp('procs')
     competition.record(competition.load(tiny_sample), ws)
-    r = comp_cli('train', '--arch', 'test_convnext', '--epochs', '2', '--workers', '0', '--procs', '2', cwd=ws)
+    r = comp_cli('train', '--arch', 'test_convnext', '--epochs', '2', '--workers', '0', '--procs', '2', '--accum', '2',
+                 cwd=ws)
     assert r.returncode == 0, r.stderr[-3000:]
     return ws, runs.all_runs(ws)[0], r
 
@@ -34,7 +36,7 @@ def test_two_processes_train_one_run_that_the_first_one_records(two_procs):
     ws, run, r = two_procs
     assert len(runs.all_runs(ws)) == 1 and run.status == 'complete'
     c = run.config
-    assert (c['procs'], c['bs'], c['accum'], c['effective_bs']) == (2, 16, 1, 32)
+    assert (c['procs'], c['bs'], c['accum'], c['effective_bs']) == (2, 16, 2, 64)
     assert c['lr'] == 0.01   # the recipe's: not scaled with the effective batch
     assert run.result['procs'] == 2 and run.result['n_valid'] == len(pd.read_csv(run / 'preds_valid.csv'))
     for f in ('model.pth', 'vocab.json', 'loss.png', 'confusion.png', 'env.json'): assert (run / f).exists(), f
@@ -62,6 +64,15 @@ def test_metrics_equal_a_one_process_evaluation_of_the_saved_weights(two_procs):
     assert last['error_rate'] == pytest.approx(float(err), abs=1e-6)   # one image of 21 is 0.048
     assert last['valid_loss'] == pytest.approx(float(valid_loss), rel=1e-4)
     assert run.result['valid_error'] == pytest.approx(float(err), abs=1e-6)
+
+
+@slow
+def test_a_run_trained_on_two_processes_predicts_with_tta_on_one(two_procs):
+    from comp.predict import predict
+    ws, run, _ = two_procs
+    rec = predict(run, tta=2, workdir=ws)
+    assert Path(rec['submission']).exists() and rec['valid_error_tta'] is not None
+    assert rec['valid_error'] == pytest.approx(run.result['valid_error'])
 
 
 def _indices(out, use_fastai):
@@ -96,6 +107,8 @@ def test_bad_process_counts_say_how_to_fix(monkeypatch, workspace):
         distributed.check_procs(cpus() + 1, gpus=0)
     with pytest.raises(ConfigError, match='--ema is not supported with --procs 2'):
         train.train(train.TrainConfig(arch='test_convnext', procs=2, ema=0.99), quiet=True)
+    with pytest.raises(ConfigError, match='training images each of the 2 processes gets'):
+        train.train(train.TrainConfig(arch='test_convnext', procs=2, bs=60), quiet=True)
     for k, v in LAUNCHER.items(): monkeypatch.setenv(k, v)
     with pytest.raises(ConfigError, match='the launcher started 2 processes: drop --procs'):
         train.resolve(train.TrainConfig(arch='test_convnext', procs=3))
@@ -119,7 +132,8 @@ def _procs_of(pid):
 def test_a_killed_process_takes_the_others_down_and_the_run_resumes(workspace):
     import psutil
     exe = os.path.join(os.path.dirname(sys.executable), 'comp')
-    p = subprocess.Popen([exe, 'train', '--arch', 'test_convnext', '--epochs', '8', '--workers', '0', '--procs', '2'],
+    p = subprocess.Popen([exe, 'train', '--arch', 'test_convnext', '--epochs', '5', '--size', '32', '--workers', '0',
+                          '--procs', '2'],
                          cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline, run = time.time() + 300, None
     while time.time() < deadline and run is None:
@@ -141,11 +155,11 @@ def test_a_killed_process_takes_the_others_down_and_the_run_resumes(workspace):
     assert not alive
     assert run.status == 'incomplete' and not run.model_file.exists() and not run.result_file.exists()
     done = run.epochs_done
-    assert 1 <= done < 8
+    assert 1 <= done < 5
     r = comp_cli('train', '--resume', run.name, cwd=workspace)
     assert r.returncode == 0, r.stderr[-3000:]
     assert run.status == 'complete' and runs.Run(run.path).config['procs'] == 2
-    assert list(run.metrics()['epoch']) == list(range(1, 9))
+    assert list(run.metrics()['epoch']) == list(range(1, 6))
     assert f'epoch {done + 1}:' in r.stdout and f'epoch {done}:' not in r.stdout
 
 
@@ -153,7 +167,7 @@ def test_a_killed_process_takes_the_others_down_and_the_run_resumes(workspace):
 def test_torchrun_runs_it_as_one_rank_each_with_lr_find(workspace):
     torchrun = Path(sys.executable).parent / 'torchrun'
     r = subprocess.run([str(torchrun), '--nproc_per_node', '2', '--master_port', str(distributed.free_port()),
-                        '-m', 'comp', 'train', '--arch', 'test_convnext', '--epochs', '1', '--workers', '0',
+                        '-m', 'comp', 'train', '--arch', 'test_convnext', '--epochs', '1', '--size', '32', '--workers', '0',
                         '--lr', 'auto'], cwd=workspace, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     [run] = runs.all_runs(workspace)
