@@ -99,6 +99,22 @@ def test_the_shim_shares_the_indices_where_fastai_needs_cuda(tmp_path):
     assert len(a) == len(b) == 6 and sorted(set(a + b)) == list(range(11))   # rank 0's order, one index repeated
 
 
+def _late_partner():
+    """Process 1 never reaches the barrier that process 0 waits at."""
+    with distributed.process_group():
+        if distributed.rank() == 1: time.sleep(300)
+        distributed.barrier()
+
+
+def test_a_process_waiting_for_a_partner_gives_up_after_the_timeout(monkeypatch):
+    monkeypatch.setenv(distributed.TIMEOUT_VAR, '3')
+    with pytest.raises(distributed.ProcessesFailed) as e:
+        distributed.launch(_late_partner, 2)
+    assert 'process 0 failed' in str(e.value) and not e.value.killed   # and the launcher ended process 1
+    monkeypatch.setenv(distributed.TIMEOUT_VAR, 'soon')
+    with pytest.raises(ConfigError, match='COMP_DIST_TIMEOUT'): distributed.launch(_late_partner, 2)
+
+
 def test_bad_process_counts_say_how_to_fix(monkeypatch, workspace):
     from comp.machine import cpus
     with pytest.raises(ConfigError, match='more than the 2 GPUs here: use --procs 2'):

@@ -1,0 +1,45 @@
+"""Data-parallel training throughput: the same run (`comp train`, the library call) on 1 and on N processes.
+
+Each setting is a real run of comp.train.train on the sample competition (a fresh workspace per setting, so each
+has its own decode-once cache): images/s are the training images over an epoch's seconds (training and validation,
+as metrics.csv records them), averaged over the epochs after the first (which decodes). The per-process batch is the
+recipe's in every setting, so N processes step with an N times larger effective batch. On a CPU the processes share
+the cores (comp gives each its share of torch's threads); on a machine with GPUs, one process per GPU.
+Usage: python bench/procs_bench.py [--scale small] [--arch demo] [--epochs 3] [--procs 1 2] [--workers 0]"""
+import tempfile
+
+from common import parser, record, sample
+
+
+def main():
+    ap = parser(__doc__)
+    ap.set_defaults(scale='small')
+    ap.add_argument('--arch', default='demo')
+    ap.add_argument('--epochs', type=int, default=3)
+    ap.add_argument('--procs', type=int, nargs='+', default=[1, 2])
+    ap.add_argument('--workers', type=int, default=0)
+    ap.add_argument('--name', default=None, help='results file name (default procs-<device>)')
+    a = ap.parse_args()
+    import torch
+    from comp import competition, train
+    data = sample(a.scale)
+    rows = []
+    for n in a.procs:
+        with tempfile.TemporaryDirectory() as ws:
+            competition.record(competition.load(data), ws)
+            cfg = train.TrainConfig(arch=a.arch, epochs=a.epochs, workers=a.workers, procs=n)
+            run = train.train(cfg, workdir=ws, quiet=True)
+            m, res = run.metrics(), run.result
+            later = m['seconds'].iloc[1:] if len(m) > 1 else m['seconds']
+            rows.append({'procs': n, 'bs_per_process': run.config['bs'], 'effective_bs': run.config['effective_bs'],
+                         'n_train': res['n_train'], 'epoch_s': [round(float(s), 2) for s in m['seconds']],
+                         'images_per_s': round(res['n_train'] / float(later.mean()), 1),
+                         'valid_error': round(res['valid_error'], 4)})
+    base = rows[0]['images_per_s']
+    for r in rows: r['speedup'] = round(r['images_per_s'] / base, 2)
+    dev = 'gpu' if torch.cuda.is_available() else 'cpu'
+    record(a.name or f'procs-{dev}', rows, {'arch': a.arch, 'epochs': a.epochs, 'scale': a.scale, 'workers': a.workers})
+
+
+if __name__ == '__main__':
+    main()
