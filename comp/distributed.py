@@ -4,9 +4,11 @@
 Processes come from accelerate's `notebook_launcher` (`comp train --procs N`, and the notebooks) or from a launcher
 already running them (`torchrun`, `accelerate launch`, several machines through `accelerate config`): either way
 each process sees the launcher's variables (RANK, WORLD_SIZE, ...) and trains as one rank. Only rank 0 writes the
-run's records. Imports torch only inside functions (the CLI imports this module to check its options)."""
+run's records. Imports torch and fastai only inside functions: `comp train` asks it whether it is the first process."""
+import contextlib
 import functools
 import os
+import sys
 from contextlib import contextmanager
 
 from .errors import ConfigError
@@ -47,14 +49,13 @@ def is_main():
 
 def check_procs(procs, gpus=None):
     """`procs` as an int, checked against this machine: one process per GPU, else (no GPU) per CPU core."""
+    import torch
     from .machine import cpus
-    if gpus is None:
-        import torch
-        gpus = torch.cuda.device_count()
+    if gpus is None: gpus = torch.cuda.device_count()
     try: procs = int(procs)
     except (TypeError, ValueError): procs = 0
     if procs < 1: raise ConfigError('--procs must be at least 1')
-    if gpus and procs > 1 and torch_cuda_started():
+    if gpus and procs > 1 and torch.cuda.is_initialized():
         raise ConfigError(f'--procs {procs}: this process already uses the GPU (a notebook that trained before?), '
                           'and processes forked from it cannot: restart the kernel and train with procs first')
     if gpus and procs > gpus:
@@ -64,11 +65,6 @@ def check_procs(procs, gpus=None):
         raise ConfigError(f'--procs {procs} is more than the {cpus()} CPU cores here (no GPU): use --procs {cpus()} '
                           'or fewer')
     return procs
-
-
-def torch_cuda_started():
-    import torch
-    return torch.cuda.is_initialized()
 
 
 def timeout():
@@ -103,18 +99,16 @@ def launch(fn, procs, args=()):
     from accelerate import notebook_launcher
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     timeout()   # a malformed COMP_DIST_TIMEOUT fails here, not in every process
-    import contextlib
-    import sys
     try:
         with contextlib.redirect_stdout(_Unlaunched(sys.stdout)):
             notebook_launcher(fn, args, num_processes=procs, use_port=str(free_port()), master_addr='127.0.0.1')
     except ChildFailedError as e:
         fails = sorted(e.failures.items())
-        killed = [(r, f) for r, f in fails if f.signal_name() not in (None, '<N/A>', 'Signals.UNKNOWN') or f.exitcode < 0]
-        what = '; '.join(f'process {r} ' + (f'was killed ({f.signal_name()})' if (r, f) in killed else
+        # exitcode < 0: ended by a signal (torch.distributed.elastic's ProcessFailure)
+        what = '; '.join(f'process {r} ' + (f'was killed ({f.signal_name()})' if f.exitcode < 0 else
                                             f'failed (exit code {f.exitcode}): {_first_line(f.message)}')
                          for r, f in fails)
-        raise ProcessesFailed(what, bool(killed)) from None
+        raise ProcessesFailed(what, any(f.exitcode < 0 for _, f in fails)) from None
 
 
 class _Unlaunched:
@@ -162,7 +156,7 @@ def broadcast(obj):
 @contextmanager
 def alone():
     """Rank 0 working by itself (validation predictions, plots): fastai gathers from every process whenever
-    WORLD_SIZE > 1 (torch_core.num_distrib), and the others have finished."""
+    WORLD_SIZE > 1 (torch_core.num_distrib), while the others wait for it."""
     old = os.environ.get('WORLD_SIZE')
     os.environ['WORLD_SIZE'] = '1'
     try: yield
@@ -171,6 +165,7 @@ def alone():
 
 
 def barrier():
+    """Wait until every process gets here."""
     import torch
     torch.distributed.barrier()
 
