@@ -85,6 +85,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+# What gloo and NCCL say when a partner process is gone (killed, out of memory) or stopped answering (the timeout)
+PARTNER_LOST = ('closed by peer', 'reset by peer', 'remote process exited', 'Broken pipe', 'timed out', 'Timed out')
+
+
+def partner_lost(e):
+    """Whether error `e` in this process is another process's end seen from here: the run can resume."""
+    import torch
+    net = getattr(torch.distributed, 'DistNetworkError', ())
+    return isinstance(e, net) or any(s in str(e) for s in PARTNER_LOST)
+
+
 class ProcessesFailed(Exception):
     """A process of a launched run ended badly; `killed` when one was ended by a signal (the run is resumable)."""
 

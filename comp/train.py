@@ -221,9 +221,10 @@ def train(cfg=None, workdir='.', resume=None, quiet=False):
     return run
 
 
-def _record_stop(run, e):
-    """Record why training stopped: Ctrl-C leaves the run incomplete (resumable), anything else failed."""
-    stopped = isinstance(e, KeyboardInterrupt)
+def _record_stop(run, e, lost=False):
+    """Record why training stopped: Ctrl-C, or a partner process `lost`, leaves the run incomplete (resumable),
+    anything else failed."""
+    stopped = isinstance(e, KeyboardInterrupt) or lost
     if stopped: e.comp_run = run.name  # the CLI says how to resume it
     try: run.set_status('incomplete' if stopped else 'failed', error=(str(e) or type(e).__name__)[:500],
                         user_error=isinstance(e, CompError))
@@ -310,7 +311,9 @@ def _rank(path, workdir, resuming, quiet):
     try:
         result = _train(c, comp, run, workdir, resuming, quiet or not main)
     except BaseException as e:
-        if main: _record_stop(run, e)
+        # The first process often sees a killed partner before the launcher does: its error, not the kill, reaches
+        # the launcher, so it records the run as stopped itself.
+        if main: _record_stop(run, e, lost=dist.partner_lost(e))
         raise
     if main:
         run.write_result(result)
