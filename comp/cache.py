@@ -51,8 +51,13 @@ def _gb(b): return f'{b / 1024 ** 3:.1f} GB' if b >= 1024 ** 3 else f'{b / 1024 
 def plan(resize, n, wanted=True):
     """(folder, why): where the decode-once cache of n images goes, or (None, why it is off)."""
     if not wanted: return None, 'off (--no-cache)'
-    need, limit = nbytes(resize, n), budget()
-    if need > limit: return None, f'off: {_gb(need)} of images is over the {_gb(limit)} budget (set {BUDGET_VAR})'
+    # Data-parallel processes on this machine each hold a cache of every image (each epoch shuffles them anew
+    # across the processes): they share the budget.
+    share = max(1, int(os.environ.get('LOCAL_WORLD_SIZE') or 1))
+    need, limit = nbytes(resize, n), budget() / share
+    if need > limit:
+        return None, (f'off: {_gb(need)} of images is over the {_gb(limit)} budget '
+                      f'{f"(1/{share} each for {share} processes) " if share > 1 else ""}(set {BUDGET_VAR})')
     env, note = os.environ.get(DIR_VAR), ''
     if env and not os.path.isdir(env): note = f' ({DIR_VAR}={env} is not a folder: not used)'
     d = folder(need)

@@ -18,8 +18,10 @@ class RunLog(Callback):
     `epoch_offset` is the number of epochs before the current fit (fine_tune's frozen phase), set by `train.fit`."""
     order = 65  # after the Recorder has the epoch's values
 
-    def __init__(self, run, quiet=False):
+    def __init__(self, run, quiet=False, record=True):
+        # record=False: a data-parallel process other than the first, which times epochs but writes nothing
         self.run_dir, self.quiet, self.epoch_offset, self.times, self.skipping = run, quiet, 0, [], False
+        self.record = record
 
     def _finding(self): return hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds')
 
@@ -37,15 +39,17 @@ class RunLog(Callback):
         epoch = self.fit_offset + self.epoch + 1
         row = {'epoch': epoch, **epoch_values(self.recorder), 'seconds': round(secs, 2)}
         run = self.run_dir
-        old = run.metrics()
-        if len(old): old = old[old['epoch'] < epoch]
-        run.write_metrics(pd.concat([old, pd.DataFrame([row])]))
+        if self.record:
+            old = run.metrics()
+            if len(old): old = old[old['epoch'] < epoch]
+            run.write_metrics(pd.concat([old, pd.DataFrame([row])]))
         # Weights that gave a NaN or infinite loss cannot train on: stop before they become the checkpoint.
         bad = [(k, v) for k, v in row.items() if k.endswith('loss') and v is not None and not math.isfinite(v)]
         if bad:
             k, v = bad[0]
             raise TrainingError(f'training stopped in epoch {epoch}: the {k} is {v}, so the weights diverged; '
                                 'train a new run with a lower --lr (or --lr auto)')
+        if not self.record: return
         with atomic_path(run.checkpoint_file) as tmp:
             save_model(tmp, self.learn.model, getattr(self.learn, 'opt', None))
         run.set_status('running', epochs_done=epoch)

@@ -91,10 +91,11 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
           max_lighting: Optional[float] = typer.Option(None, help='Largest brightness/contrast change (default 0.2).'),
           max_warp: Optional[float] = typer.Option(None, help='Largest perspective warp (default 0.2).'),
           flip: Optional[bool] = typer.Option(None, '--flip/--no-flip', help='Random horizontal flips (default: on).'),
+          procs: Optional[int] = typer.Option(None, help='Data-parallel processes, one per GPU (CPU processes without a GPU); the effective batch is bs x accum x procs, the lr unchanged. Under torchrun / accelerate launch: theirs.'),
           resume: Optional[str] = typer.Option(None, help='Continue an interrupted run (a directory or name from `comp runs`).')):
     """Train a model and record the run under runs/.
 
-    Example: comp train --arch convnext_small --epochs 12"""
+    Example: comp train --arch convnext_small --epochs 12 (--procs 2 on two GPUs)"""
     from .train import TrainConfig, train as run_train
     cfg = TrainConfig(arch=arch, data=str(data) if data else None, size=size, resize=resize, bs=bs, accum=accum, lr=lr,
                       epochs=epochs, schedule=schedule, pretrained=pretrained, weights=str(weights) if weights else None,
@@ -102,8 +103,10 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
                       folds=folds, fold=fold, workers=workers, cache=cache, sync_free=sync_free,
                       label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, ema=ema, keep=keep,
                       average_last=average_last, sizes=sizes, min_scale=min_scale, max_rotate=max_rotate,
-                      max_zoom=max_zoom, max_lighting=max_lighting, max_warp=max_warp, flip=flip)
+                      max_zoom=max_zoom, max_lighting=max_lighting, max_warp=max_warp, flip=flip, procs=procs)
     run = run_train(cfg, resume=resume)
+    from .distributed import is_main
+    if not is_main(): return   # under a launcher, the first process speaks for the run
     typer.echo(f'run: {run}')
     err = run.result['valid_error']
     typer.echo(f'validation error: {err:.4f}' if err is not None else run.result['no_validation'])

@@ -76,6 +76,9 @@ def training_learner(c, comp, run, workdir):
         # Opt-in until its GPU figures are measured (bench/README.md); on a CPU there is nothing to overlap.
         from .loop import sync_free
         sync_free(learn)
+    if c.get('procs', 1) > 1:
+        from .distributed import to_distributed
+        to_distributed(learn)
     return learn, p
 
 

@@ -41,11 +41,14 @@ def config(arch, smoke=False, workdir='.', **kw):
     return TrainConfig(arch=arch, **kw)
 
 
-def train(cfg, workdir='.', quiet=False):
+def train(cfg, workdir='.', quiet=False, procs=None):
     """The run of `cfg` here: a complete one as it is, an incomplete one resumed, else a new one trained.
 
-    So a notebook stopped halfway picks up where it was when run again (a failed run is trained anew)."""
+    So a notebook stopped halfway picks up where it was when run again (a failed run is trained anew). `procs`:
+    data-parallel processes (a Kaggle 2xT4 notebook: 2), started by accelerate's notebook_launcher."""
+    import dataclasses
     from . import train as tr
+    if procs is not None: cfg = dataclasses.replace(cfg, procs=procs)
     comp = competition.find(cfg.data, workdir)
     want = tr.identity(tr.resolve(cfg, comp))
     for row in sorted(runs.table(workdir), key=lambda r: r['run'], reverse=True):

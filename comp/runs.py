@@ -159,8 +159,10 @@ class Run:
         self.averaging_file.unlink(missing_ok=True)
 
 
-def create(workdir, cfg):
-    """A new Run under `workdir/runs`, with the config and environment recorded and status 'running'."""
+def create(workdir, cfg, device=True):
+    """A new Run under `workdir/runs`, with the config and environment recorded and status 'running'.
+
+    device=False leaves the GPU's name out (asking for it starts CUDA, which processes forked later cannot use)."""
     stamp = time.strftime('%Y%m%d-%H%M%S')
     base = Path(workdir) / RUNS_DIR / f'{stamp}-{re.sub(r"[^A-Za-z0-9_.-]", "_", cfg["name"])}'
     base.parent.mkdir(parents=True, exist_ok=True)
@@ -173,9 +175,15 @@ def create(workdir, cfg):
             path, k = Path(f'{base}-{k}'), k + 1
     run = Run(path)
     write_json(run.config_file, cfg)
-    write_json(run.env_file, environment())
+    write_json(run.env_file, environment(device))
     run.set_status('running')
     return run
+
+
+def read_env(run): return read_json(run.env_file) if run.env_file.exists() else {}
+
+
+def write_env(run): write_json(run.env_file, environment())
 
 
 def find(run, workdir='.'):
@@ -186,7 +194,7 @@ def find(run, workdir='.'):
     raise CompError(f'no run {str(run)!r}: pass a run directory or a name from `comp runs`')
 
 
-def environment():
+def environment(device=True):
     """Versions, git commit and device, so every run records what produced it."""
     from importlib.metadata import PackageNotFoundError, version
     vers = {}
@@ -195,6 +203,7 @@ def environment():
         except PackageNotFoundError: vers[pkg] = None
     env = {'python': sys.version.split()[0], 'platform': platform.platform(), 'packages': vers,
            'cpu_count': cpus(), 'git_commit': git_commit(), 'argv': sys.argv}
+    if not device: return env
     try:
         import torch
         env['device'] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'

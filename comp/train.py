@@ -50,6 +50,7 @@ class TrainConfig:
     max_warp: float = None
     flip: bool = None
     sizes: tuple = None            # progressive resizing: the epochs split across these growing sizes, e.g. '128,192,256'
+    procs: int = None              # data-parallel processes, one per GPU (comp.distributed); None: 1, or a launcher's
 
 
 def resolve(cfg, comp=None):
@@ -77,6 +78,7 @@ def resolve(cfg, comp=None):
         except ValueError: raise ConfigError(f'--lr {out["lr"]!r}: use a number such as 0.01, or auto') from None
     for k in ('bs', 'accum', 'epochs'):
         if int(out[k]) < 1: raise ConfigError(f'--{k} must be at least 1')
+    _resolve_procs(out)
     fixed = zoo.fixed_input_size(out['arch'])
     if fixed and out['sizes']:
         raise ConfigError(f'{out["arch"]} is built for one input size: drop --sizes (--size alone resizes it)')
@@ -89,8 +91,29 @@ def resolve(cfg, comp=None):
         if n: out['pseudo'] = n   # the runs table shows which runs saw pseudo-labels
         if n and out['target'] != 'disease':
             raise ConfigError(f'{comp.path} has pseudo-labelled images, which have a disease label only: use --target disease')
-    out['workers'] = data.num_workers(out['workers'])
+    # Processes share the cores: by default each loads with its share of them.
+    out['workers'] = data.num_workers(out['workers']) if out['workers'] is not None or out['procs'] == 1 else \
+        max(1, data.num_workers() // out['procs'])
     return out
+
+
+def _resolve_procs(out):
+    """procs (a launcher's process count when under one) and the effective batch, bs x accum x procs. The learning
+    rate stays the recipe's (or --lr's): comp does not scale it with the effective batch."""
+    from . import distributed as dist
+    under = dist.world()
+    if out['procs'] is None: out['procs'] = under
+    try: out['procs'] = int(out['procs'])
+    except (TypeError, ValueError): out['procs'] = 0
+    if out['procs'] < 1: raise ConfigError('--procs must be at least 1')
+    if under > 1 and out['procs'] != under:
+        raise ConfigError(f'--procs {out["procs"]}, but the launcher started {under} processes: drop --procs '
+                          '(the launcher sets them)')
+    out['effective_bs'] = int(out['bs']) * int(out['accum']) * out['procs']
+    if out['procs'] > 1:
+        off = [o for o, on in (('--ema', out['ema']), ('--keep best', out['keep'] == 'best'),
+                               ('--average-last', out['average_last']), ('--sync-free', out['sync_free'])) if on]
+        if off: raise ConfigError(f'{off[0]} is not supported with --procs {out["procs"]}: drop one of them')
 
 
 def _resolve_regularisers(out):
@@ -152,13 +175,14 @@ def _schedule(chosen, recipe, pretrained):
 
 
 # What a run's identity does not depend on: where its images and weights came from, how they were loaded.
-NOT_IDENTITY = ('workers', 'images', 'weights', 'cache', 'sync_free')
+NOT_IDENTITY = ('workers', 'images', 'weights', 'cache', 'sync_free', 'effective_bs')   # effective_bs: derived
 
 
 def identity(c):
     """A resolved config without what does not change the run, as JSON would hold it: two configs with the same
     identity train the same run (so a notebook or a CV group can find one it started before)."""
     import json
+    c = {'procs': 1, **c}   # runs recorded before --procs trained on one process
     return json.loads(json.dumps({k: v for k, v in c.items() if k not in NOT_IDENTITY}, default=str))
 
 
@@ -196,37 +220,140 @@ def _images(comp, c, workdir, quiet):
 def train(cfg=None, workdir='.', resume=None, quiet=False, cbs=()):
     """Train one model; return its Run, whose `result` holds the validation error, timing and images/s.
 
-    `cbs`: more fastai callbacks for its fit (comp auto's `callbacks.Deadline`)."""
-    if resume is not None:
-        run = runs.find(resume, workdir)
-        _check_resume(run, cfg)
-        c = run.config
-        comp = competition.find(c['data'], workdir)
-    else:
-        cfg = cfg or TrainConfig()
-        comp = competition.find(cfg.data, workdir)
-        c = resolve(cfg, comp)
-        precision(c['precision'])  # a precision this machine cannot run fails before any run is created
-        _check(c, comp, workdir)
-        c['images'] = _images(comp, c, workdir, quiet)
-        run = runs.create(workdir, c)
+    With `cfg.procs` N > 1, data-parallel on N processes (comp.distributed); under a launcher (torchrun, accelerate
+    launch), as one of its processes. Either way one run directory, written by the first process only.
+    `cbs`: more fastai callbacks for a one-process fit (comp auto's `callbacks.Deadline`)."""
+    from . import distributed as dist
+    if dist.launched(): return _train_as_rank(cfg, workdir, resume, quiet)
+    run, c, comp = _prepare(cfg, workdir, resume, quiet)
+    if c.get('procs', 1) > 1: return _train_procs(run, c, workdir, resume is not None, quiet)
     run.set_status('running')
     try:
         result = _train(c, comp, run, workdir, resume is not None, quiet, cbs)
     except BaseException as e:
-        stopped = isinstance(e, KeyboardInterrupt)
-        if stopped: e.comp_run = run.name  # the CLI says how to resume it
-        try: run.set_status('incomplete' if stopped else 'failed', error=(str(e) or type(e).__name__)[:500])
-        except OSError: pass  # a full or read-only disk: the error being raised says so
+        _record_stop(run, e)
         raise
     run.write_result(result)
     run.set_status('complete')
     return run
 
 
+def _record_stop(run, e, lost=False):
+    """Record why training stopped: Ctrl-C, or a partner process `lost`, leaves the run incomplete (resumable),
+    anything else failed."""
+    stopped = isinstance(e, KeyboardInterrupt) or lost
+    if stopped: e.comp_run = run.name  # the CLI says how to resume it
+    try: run.set_status('incomplete' if stopped else 'failed', error=(str(e) or type(e).__name__)[:500],
+                        user_error=isinstance(e, CompError))
+    except OSError: pass  # a full or read-only disk: the error being raised says so
+
+
+def _prepare(cfg, workdir, resume, quiet):
+    """(run, resolved config, competition): the run resumed, or a new one created once every check has passed."""
+    from . import distributed as dist
+    if resume is not None:
+        run = runs.find(resume, workdir)
+        _check_resume(run, cfg)
+        c = run.config
+        comp = competition.find(c['data'], workdir)
+        _check_procs(c)
+    else:
+        cfg = cfg or TrainConfig()
+        comp = competition.find(cfg.data, workdir)
+        c = resolve(cfg, comp)
+        import torch
+        # Processes forked later cannot use a GPU this one started: then the first of them checks and records it.
+        forks = c['procs'] > 1 and not dist.launched() and torch.cuda.is_available()
+        if not forks: precision(c['precision'])  # a precision this machine cannot run fails before any run exists
+        _check(c, comp, workdir)
+        c['images'] = _images(comp, c, workdir, quiet)
+        run = runs.create(workdir, c, device=not forks)
+    return run, c, comp
+
+
+def _train_procs(run, c, workdir, resuming, quiet):
+    """The run trained by c['procs'] processes that accelerate's notebook_launcher starts; this one waits for them.
+
+    A process that is killed ends the others (the launcher) and leaves the run incomplete, to resume."""
+    from . import distributed as dist
+    try:
+        dist.launch(_spawned, c['procs'], (str(run.path), str(workdir), resuming, quiet))
+    except dist.ProcessesFailed as e:
+        rec = run.status_record()
+        if e.killed or run.status == 'incomplete':
+            try: run.set_status('incomplete', error=str(e)[:500])
+            except OSError: pass
+            raise CompError(f'training stopped: {e}; resume with `comp train --resume {run.name}`') from None
+        if rec.get('status') == 'failed' and rec.get('user_error'): raise CompError(rec['error']) from None
+        try: run.set_status('failed', error=str(e)[:500])
+        except OSError: pass
+        raise RuntimeError(f'training failed: {e}') from None
+    except BaseException as e:
+        _record_stop(run, e)
+        raise
+    if run.status != 'complete': raise CompError(f'run {run.name} ended without completing: see {run.status_file}')
+    return runs.Run(run.path)
+
+
+def _spawned(path, workdir, resuming, quiet):
+    """One of the processes `_train_procs` starts."""
+    from . import distributed as dist
+    with dist.process_group(): _rank(path, workdir, resuming, quiet)
+
+
+def _train_as_rank(cfg, workdir, resume, quiet):
+    """One process of a group a launcher started (torchrun, accelerate launch): the first prepares the run (checks,
+    run directory) and tells the others its folder, or the error that stopped it."""
+    from . import distributed as dist
+    with dist.process_group():
+        path = err = None
+        if dist.is_main():
+            try: path = str(_prepare(cfg, workdir, resume, quiet)[0].path)
+            except CompError as e: err = str(e)
+        path, err = dist.broadcast((path, err))
+        if err is not None: raise CompError(err)
+        return _rank(path, workdir, resume is not None, quiet)
+
+
+def _rank(path, workdir, resuming, quiet):
+    """Train run `path` as this process's rank of the group; only the first process records (and prints)."""
+    from . import distributed as dist
+    run = runs.Run(path)
+    c = run.config
+    comp = competition.find(c['data'], workdir)
+    main = dist.is_main()
+    if main:
+        run.set_status('running')
+        if 'device' not in runs.read_env(run): runs.write_env(run)   # created by a process that left the GPU alone
+    try:
+        result = _train(c, comp, run, workdir, resuming, quiet or not main)
+    except BaseException as e:
+        # The first process often sees a killed partner before the launcher does: its error, not the kill, reaches
+        # the launcher, so it records the run as stopped itself.
+        if main: _record_stop(run, e, lost=dist.partner_lost(e))
+        raise
+    if main:
+        run.write_result(result)
+        run.set_status('complete')
+    dist.barrier()   # every process returns a complete run
+    return runs.Run(path)
+
+
+def _check_procs(c):
+    """The run's processes, against the GPUs here or the launcher's process count (a resumed run keeps its own)."""
+    from . import distributed as dist
+    procs = c.get('procs', 1)
+    if dist.launched():
+        if procs != dist.world():
+            raise ConfigError(f'run {c.get("name")} trains on {procs} process{"es" if procs > 1 else ""}, but the '
+                              f'launcher started {dist.world()}: launch {procs}')
+    elif procs > 1: dist.check_procs(procs)
+
+
 def _check(c, comp, workdir):
     """Everything about a resolved config that can be checked before a run exists, so a mistake leaves no failed run."""
     import math
+    _check_procs(c)
     if c['lr'] != 'auto' and not (math.isfinite(c['lr']) and c['lr'] > 0):
         raise ConfigError(f'--lr {c["lr"]}: use a positive number such as 0.01, or auto')
     if c['workers'] < 0: raise ConfigError(f'--workers {c["workers"]}: use 0 (load in this process) or more')
@@ -237,9 +364,12 @@ def _check(c, comp, workdir):
     n = len(comp.train_df())
     splits = c['folds'] >= 2 if c['folds'] else 0 <= c['valid_pct'] < 1  # else valid_ids says what is wrong
     n_train = n - math.ceil(n / c['folds'] if c['folds'] else n * c['valid_pct'])  # as sklearn sizes the split
+    procs = c.get('procs', 1)
+    n_train //= procs   # each process trains on its share
+    each = f' each of the {procs} processes gets' if procs > 1 else ''
     if splits and c['bs'] > n_train:
-        raise ConfigError(f'--bs {c["bs"]} is more than the {n_train} training images: fastai drops the last partial '
-                          f'batch, so no batch would train; use --bs {max(1, n_train // 4)} or less')
+        raise ConfigError(f'--bs {c["bs"]} is more than the {n_train} training images{each}: fastai drops the last '
+                          f'partial batch, so no batch would train; use --bs {max(1, n_train // 4)} or less')
     # folds, fold, valid fraction and a stored split made for other images (the split is shared: writing it is fine)
     data.valid_ids(comp, workdir, c['seed'], c['valid_pct'], c['folds'], c['fold'])
 
@@ -273,9 +403,11 @@ def _train(c, comp, run, workdir, resuming, quiet, cbs=()):
 
 def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     from fastai.vision.all import minimum, slide, steep, valley
+    from . import distributed as dist
     from .callbacks import RunLog
+    main = dist.is_main()   # the only process that writes the run's records
     if not quiet: print(f'decode-once cache: {learn.dls.decode_cache}', flush=True)
-    log = RunLog(run, quiet=quiet or sys.stdout.isatty())
+    log = RunLog(run, quiet=quiet or sys.stdout.isatty(), record=main)
     learn.add_cb(log)
     from .averaging import for_config
     keeper = for_config(c, run)
@@ -297,9 +429,25 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
         found = run.lr_find
         lr = found['suggestions'][found['chosen']]
     elif lr == 'auto':
-        lr = _lr_find(learn, run, (minimum, steep, valley, slide))
+        funcs = (minimum, steep, valley, slide)
+        if dist.launched():
+            # lr_find on the first process alone (at the per-process batch); the others wait for its choice.
+            # Under DDP each process would stop lr_find by its own checks, and fastai's Learner.load waits at a
+            # barrier that only rank 0 (which saved the weights) reaches.
+            with dist.first_alone(learn): lr = _lr_find(learn, run, funcs) if main else None
+            lr = dist.broadcast(lr)
+        else: lr = _lr_find(learn, run, funcs)
     t0 = time.time()
     fit(learn, c['schedule'], c['epochs'], lr, start=done)
+    if dist.launched():
+        dist.detach(learn)
+        if not main: return None
+        with dist.alone(): return _record(learn, p, c, comp, run, log, keeper, lr, t0)
+    return _record(learn, p, c, comp, run, log, keeper, lr, t0)
+
+
+def _record(learn, p, c, comp, run, log, keeper, lr, t0):
+    """The trained run's weights, vocab, validation predictions, plots and result."""
     saved = keeper.finish() if keeper is not None else {'weights': 'last', 'ema': None, 'epochs': [run.epochs_done]}
     save_model(run.model_file, learn)
     run.clear_checkpoint()
@@ -317,7 +465,7 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     return {'valid_error': err, **extra, 'saved_weights': saved, 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
             'seconds': round(secs, 1),
             'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),
-            'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device)}
+            'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device), 'procs': c.get('procs', 1)}
 
 
 def save_model(path, learn):
