@@ -34,7 +34,7 @@ def margin(budget_s):
 
 
 def auto(hours, candidates=None, folds=5, submit=False, dry_run=False, tta=TTA, message=None, workdir='.',
-         data=None, quiet=False, echo=print, **options):
+         data=None, quiet=False, echo=print, refit=False, **options):
     """Probe, plan, train, ensemble and write the submission within `hours`; return the record (`plan`, `steps`,
     `submission`, `elapsed_s`). `options` are TrainConfig values for every candidate (`pretrained`, `weights`,
     `size`, `workers`, ...). Run again with the same arguments and at most the same `hours` (a notebook stopped
@@ -51,7 +51,7 @@ def auto(hours, candidates=None, folds=5, submit=False, dry_run=False, tta=TTA, 
     # Options left at their defaults are not asked for: the same run of `comp auto` from the CLI or a notebook.
     options = {k: v for k, v in sorted(options.items()) if not hasattr(default, k) or getattr(default, k) != v}
     asked = {'hours': hours, 'candidates': names, 'folds': folds, 'tta': tta, 'data': str(comp.path),
-             'options': options, 'device': _device()}
+             'options': options, 'device': _device(), **({'refit': True} if refit else {})}
     from .train import resolve
     c = resolve(_train_config(names[0], comp, options), comp)   # a bad option fails before any probe
     if folds > 1:   # too many folds for the labels' counts fails now, not at the first step
@@ -64,7 +64,7 @@ def auto(hours, candidates=None, folds=5, submit=False, dry_run=False, tta=TTA, 
     else:
         probes, skipped = _probe_all(names, comp, workdir, options, PROBE_SHARE * budget, echo)
         plan = make_plan(probes, budget - (time.time() - start), len(comp.train_df()), len(comp.test_ids()),
-                         folds, tta, options.get('valid_pct', 0.2))
+                         folds, tta, options.get('valid_pct', 0.2), refit)
         plan.update(asked=asked, budget_s=budget, probe_s=round(time.time() - start, 1),
                     created=time.strftime('%Y-%m-%d %H:%M:%S'))
         plan['estimate_s'] = round(plan['probe_s'] + plan['planned_s'], 1)
@@ -246,9 +246,10 @@ def _timer(n_train, n_valid):
 
 # Planning: pure arithmetic over the probes, so it can be checked at any budget.
 
-def step_costs(p, kind, folds, epochs, n, n_test, valid_pct=0.2, tta=0):
+def step_costs(p, kind, folds, epochs, n, n_test, valid_pct=0.2, tta=0, refit=False):
     """Estimated seconds of one step from its probe: `estimate_s` (training, the records, the plain test predictions),
-    `epoch_s` (one epoch of one model), `tail_s` (what follows a model's last epoch) and `tta_s` (TTA predictions)."""
+    `epoch_s` (one epoch of one model), `tail_s` (what follows a model's last epoch) and `tta_s` (TTA predictions).
+    With `refit`, a CV step's model on every training image (no validation) is in them too."""
     k = folds if kind == 'cv' else 1
     n_valid = math.ceil(n / folds) if kind == 'cv' else math.ceil(n * valid_pct)
     n_train = n - n_valid
@@ -259,7 +260,12 @@ def step_costs(p, kind, folds, epochs, n, n_test, valid_pct=0.2, tta=0):
     tail = valid + p['save_s'] + RECORD_S + predict_test
     model = p['build_s'] + (epochs + p['frozen_epochs']) * epoch + tail
     tta_s = k * (p['build_s'] + (valid + test) * (tta + 1)) if tta else 0.0
-    return {'estimate_s': round(k * model, 1), 'epoch_s': round(epoch, 2), 'tail_s': round(tail + (k - 1) * predict_test, 1),
+    extra = 0.0
+    if refit and kind == 'cv':
+        whole = max(1, n // bs) * tb + p['epoch_overhead_s']
+        extra = p['build_s'] + (epochs + p['frozen_epochs']) * whole + p['save_s'] + RECORD_S + predict_test
+        if tta: tta_s += p['build_s'] + test * (tta + 1)
+    return {'estimate_s': round(k * model + extra, 1), 'epoch_s': round(epoch, 2), 'tail_s': round(tail + (k - 1) * predict_test, 1),
             'tta_s': round(tta_s, 1)}
 
 
@@ -278,44 +284,44 @@ def levels(folds):
 def _epochs(recipe_epochs, frac): return max(1, round(recipe_epochs * frac))
 
 
-def _step(arch, p, k, frac, n, n_test, valid_pct, tta):
+def _step(arch, p, k, frac, n, n_test, valid_pct, tta, refit=False):
     kind = 'cv' if k > 1 else 'train'
     epochs = _epochs(p['epochs'], frac)
-    return {'kind': kind, 'arch': arch, 'folds': k, 'epochs': epochs,
-            **step_costs(p, kind, k, epochs, n, n_test, valid_pct, tta)}
+    return {'kind': kind, 'arch': arch, 'folds': k, 'epochs': epochs, **({'refit': True} if refit and kind == 'cv' else {}),
+            **step_costs(p, kind, k, epochs, n, n_test, valid_pct, tta, refit)}
 
 
 def _cost(s): return s['estimate_s'] + s['tta_s']
 
 
-def _attempt(probes, level, avail, n, n_test, valid_pct, tta):
+def _attempt(probes, level, avail, n, n_test, valid_pct, tta, refit=False):
     """The candidates that fit at one level, best first, each taken while the budget has room for it."""
     steps, left = [], avail
     for arch, p in probes.items():
-        s = _step(arch, p, *level, n, n_test, valid_pct, tta)
+        s = _step(arch, p, *level, n, n_test, valid_pct, tta, refit)
         if _cost(s) <= left:
             steps.append(s)
             left -= _cost(s)
     return steps
 
 
-def _search(probes, avail, n, n_test, folds, valid_pct, tta):
+def _search(probes, avail, n, n_test, folds, valid_pct, tta, refit=False):
     """(level index, steps): the first level at which two candidates (or all, if fewer) fit; failing that, the
     first at which one does (an ensemble of two beats one model trained longer, as AutoGluon's stacks do)."""
     want, fallback = min(2, len(probes)), (None, [])
     for i, level in enumerate(levels(folds)):
-        steps = _attempt(probes, level, avail, n, n_test, valid_pct, tta)
+        steps = _attempt(probes, level, avail, n, n_test, valid_pct, tta, refit)
         if len(steps) >= want: return i, steps
         if steps and fallback[0] is None: fallback = (i, steps)
     return fallback
 
 
-def make_plan(probes, budget_s, n, n_test, folds=5, tta=TTA, valid_pct=0.2):
+def make_plan(probes, budget_s, n, n_test, folds=5, tta=TTA, valid_pct=0.2, refit=False):
     """The plan for `budget_s` seconds: steps (best-quality recipe first) that fit with the reserve for the ensemble,
     the submission, TTA when it costs no training, and a margin. `n`, `n_test`: training and test images."""
     avail = budget_s - FINAL_S - margin(budget_s)
-    plain = _search(probes, avail, n, n_test, folds, valid_pct, 0)
-    with_tta = _search(probes, avail, n, n_test, folds, valid_pct, tta) if tta else (None, [])
+    plain = _search(probes, avail, n, n_test, folds, valid_pct, 0, refit)
+    with_tta = _search(probes, avail, n, n_test, folds, valid_pct, tta, refit) if tta else (None, [])
     # TTA only when it costs no training: the same level and as many steps as without it.
     use_tta = tta and with_tta[0] is not None and with_tta[0] == plain[0] and len(with_tta[1]) == len(plain[1])
     level, steps = with_tta if use_tta else plain
@@ -324,7 +330,7 @@ def make_plan(probes, budget_s, n, n_test, folds=5, tta=TTA, valid_pct=0.2):
         k = steps[0]['folds']
         for i, s in enumerate(steps):
             for frac in FRACTIONS:
-                up = _step(s['arch'], probes[s['arch']], k, frac, n, n_test, valid_pct, tta)
+                up = _step(s['arch'], probes[s['arch']], k, frac, n, n_test, valid_pct, tta, refit)
                 if up['epochs'] <= s['epochs']: break
                 if sum(map(_cost, steps)) - _cost(s) + _cost(up) <= avail:
                     steps[i] = s = up
@@ -344,7 +350,7 @@ def describe(plan):
     out = [f'plan for {_hm(b)} on {plan.get("asked", {}).get("device", "this machine")}'
            f' (probes {_hm(plan.get("probe_s", 0))}):' if b else 'plan:']
     for i, s in enumerate(plan['steps'], 1):
-        what = f'{s["folds"]}-fold CV' if s['kind'] == 'cv' else 'one run on the shared split'
+        what = f'{s["folds"]}-fold CV' + (' + refit' if s.get('refit') else '') if s['kind'] == 'cv' else 'one run on the shared split'
         out.append(f'  {i}. {s["arch"]}: {what}, {s["epochs"]} epoch{"s" if s["epochs"] > 1 else ""}, about {_hm(s["estimate_s"] + s["tta_s"])}')
     for s in plan['skipped']: out.append(f'  skipped {s["arch"]}: {s["why"]}')
     out.append(f'  then: {"TTA " + str(plan["tta"]) + " passes, " if plan["tta"] else ""}the ensemble (weights searched), '
@@ -428,10 +434,13 @@ def _deadline(until, epoch_s):
 def _todo(found, step):
     """The fraction of a step still to train: 1 when nothing of it exists, 0 when it is complete."""
     if found is None: return 1.0
+    if step['kind'] == 'cv' and step.get('refit') and found.refit is None:   # a group finished before, without its refit
+        return (1 + sum(m is None or m.status != 'complete' for m in found.members)) / (step['folds'] + 1)
     if found.status == 'complete': return 0.0
     if step['kind'] == 'cv':
         left = sum(m is None or m.status != 'complete' for m in found.members)
-        return left / step['folds']
+        if step.get('refit'): left += found.refit is None or found.refit.status != 'complete'
+        return left / (step['folds'] + bool(step.get('refit')))
     total = step['epochs'] + int(found.config.get('schedule') == 'fine_tune')
     return max(0.0, 1 - found.epochs_done / total)
 
@@ -464,8 +473,10 @@ def _matches(config, want):
 
 def _cv_step(step, plan, comp, workdir, found, cbs, quiet, echo):
     from . import cv
-    if found is not None: return cv.cv(None, workdir=workdir, resume=found, quiet=quiet, echo=echo, cbs=cbs)
-    return cv.cv(_config(step, plan, comp), folds=step['folds'], workdir=workdir, quiet=quiet, echo=echo, cbs=cbs)
+    refit = bool(step.get('refit'))
+    if found is not None: return cv.cv(None, workdir=workdir, resume=found, quiet=quiet, echo=echo, cbs=cbs, refit=refit)
+    return cv.cv(_config(step, plan, comp), folds=step['folds'], workdir=workdir, quiet=quiet, echo=echo, cbs=cbs,
+                 refit=refit)
 
 
 def _train_step(step, plan, comp, workdir, found, cbs, quiet, echo):

@@ -150,6 +150,7 @@ def auto(hours: float = typer.Option(..., help='Time budget in hours, probes to 
          candidates: Optional[str] = typer.Option(None, help='Recipes to choose from, best first, comma-separated (default: the large and small zoo recipes).'),
          folds: int = typer.Option(5, help='Most folds a CV step uses (fewer when time is short; 1: the single shared split).'),
          tta: int = typer.Option(4, help='TTA passes when they fit in the budget (0: none).'),
+         refit: bool = typer.Option(False, '--refit', help='Each CV step also trains a model on every training image (comp cv --refit), planned within the budget.'),
          message: Optional[str] = typer.Option(None, '-m', '--message', help='The submission\'s description on Kaggle (default: the plan).'),
          data: Optional[Path] = DATA,
          size: Optional[str] = typer.Option(None, help='Training image size for every candidate (default: each recipe\'s).'),
@@ -165,7 +166,7 @@ def auto(hours: float = typer.Option(..., help='Time budget in hours, probes to 
     opts = {k: v for k, v in dict(size=size, pretrained=pretrained, weights=str(weights) if weights else None,
                                   workers=workers).items() if v is not None}
     out = run_auto(hours, candidates=candidates, folds=folds, submit=submit, dry_run=dry_run, tta=tta, message=message,
-                   data=str(data) if data else None, seed=seed, echo=typer.echo, **opts)
+                   data=str(data) if data else None, seed=seed, echo=typer.echo, refit=refit, **opts)
     if out.get('dry_run'):
         typer.echo(f'plan saved in auto/plan.json; nothing trained (--dry-run)')
         return

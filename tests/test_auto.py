@@ -81,6 +81,22 @@ def test_a_shorter_budget_plans_fewer_steps_folds_or_epochs(dry):
     assert msg.startswith('no candidate fits') and '--hours' in msg
 
 
+def test_a_refit_is_planned_and_costed_within_the_budget(dry):
+    _, saved = dry
+    probes, n, n_test = saved['probes'], saved['n_train'], saved['n_test']
+    plain, refit = (auto.make_plan(probes, 10 ** 5, n, n_test, folds=2, tta=0, refit=r) for r in (False, True))
+    assert [s['arch'] for s in refit['steps']] == [s['arch'] for s in plain['steps']] and refit['steps']
+    for a, b in zip(plain['steps'], refit['steps']):
+        assert b['refit'] and 'refit' not in a and b['epochs'] == a['epochs'] and b['estimate_s'] > a['estimate_s']
+    assert '2-fold CV + refit' in '\n'.join(auto.describe(refit))
+    # a budget that just fits the plain plan has no room for its refits: less is planned
+    b = (plain['planned_s'] + 5) / (1 - 0.02) + 0.5   # just above what the plain plan needs with its margin (auto.margin)
+    assert auto.make_plan(probes, b, n, n_test, folds=2, tta=0)['steps'] == plain['steps']
+    tight = auto.make_plan(probes, b, n, n_test, folds=2, tta=0, refit=True)
+    assert tight['planned_s'] + tight['margin_s'] <= b
+    assert _work(tight) < _work(plain)
+
+
 def test_a_small_real_run_ends_with_a_valid_submission_within_its_budget(ws, dry, done):
     out, secs, said = done
     assert said[0].startswith('using the plan saved at')            # the dry run's plan, not probed again
