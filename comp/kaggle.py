@@ -23,7 +23,7 @@ WEIGHTS_DATASET = 'comp-weights'
 WEIGHTS_MANIFEST = 'comp-weights.json'   # in the weights dataset: which timm models it holds, and their hub repos
 # Kaggle's GPU image has these, and all they depend on (the Jupyter kernel a notebook runs in too): carrying them
 # would make the library dataset gigabytes, and pip keeps preinstalled builds that satisfy comp's requirements.
-PREINSTALLED = ('torch', 'torchvision', 'fastai', 'timm', 'pandas', 'scikit-learn', 'numpy', 'ipykernel')
+PREINSTALLED = ('torch', 'torchvision', 'fastai', 'timm', 'accelerate', 'pandas', 'scikit-learn', 'numpy', 'ipykernel')
 
 
 def in_kaggle_notebook():
