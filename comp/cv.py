@@ -86,5 +86,5 @@ def _combine(group, comp, workdir):
     refit = group.refit
     extra = {'refit': refit.name, 'test_models': len(members) + 1} if refit is not None else {}
     return {'valid_error': error(oof, vocab), **extra, 'fold_errors': [m.result['valid_error'] for m in members],
-            'n_valid': len(oof), 'seconds': round(sum(m.result.get('seconds', 0) for m in [*members, *([refit] if refit else [])]), 1),
+            'n_valid': len(oof), 'seconds': round(sum(m.result.get('seconds', 0) for m in group.parts), 1),
             'precision': members[0].result.get('precision')}

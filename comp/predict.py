@@ -40,7 +40,7 @@ def check_complete(run):
         raise CompError(f'CV group {run.name} is {st}: finish it with `comp cv --resume {run.name}`')
     if st != 'complete':
         raise CompError(f'run {run.name} is {st}: finish it with `comp train --resume {run.name}`')
-    for m in [*run.members, *([run.refit] if run.refit else [])]: check_complete(m)  # a CV group predicts with its folds' models
+    for m in run.parts: check_complete(m)  # a CV group predicts with its folds' models (and refit)
     missing = [f.name for f in ([run.vocab_file] if run.members else [run.model_file, run.vocab_file]) if not f.exists()]
     if missing:
         raise CompError(f'run {run.name} finished but its {" and ".join(missing)} is missing: restore it from a backup, '

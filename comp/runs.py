@@ -75,6 +75,11 @@ class Run:
         return Run(self.path.parent / name) if name else None
 
     @property
+    def parts(self):
+        """The runs a CV group predicts with: its fold runs (None for one not trained yet) and its refit, if any."""
+        return [*self.members, *([self.refit] if self.refit is not None else [])]
+
+    @property
     def result(self):
         """What training recorded (errors, timing, ...); {} before the run is complete."""
         if self._result is None: self._result = read_json(self.result_file) if self.result_file.exists() else {}
@@ -242,7 +247,7 @@ def all_runs(workdir='.'):
 
 
 def _members(run):
-    try: return [m.name for m in [*run.members, run.refit] if m is not None]
+    try: return [m.name for m in run.parts if m is not None]
     except (CompError, KeyError, TypeError, ValueError): return []  # an unreadable record lists as such below
 
 
