@@ -31,10 +31,10 @@ def main():
     ap.add_argument('--name', default='cv-quality-cpu')
     a = ap.parse_args()
     from fastai.torch_core import set_seed
-    from comp import competition, cv, predict, pseudo, submission, train
+    from comp import competition, config, cv, predict, pseudo, submission, train
     work, comp_dir = holdout_workspace(a.scale, a.frac)
     extra = train_fields(a.extra)
-    cfg = lambda **kw: train.TrainConfig(arch=a.arch, epochs=a.epochs, **{**extra, **kw})
+    cfg = lambda **kw: config.TrainConfig(arch=a.arch, epochs=a.epochs, **{**extra, **kw})
     errs, runs, secs = {k: [] for k in KINDS}, [], {k: [] for k in KINDS}
 
     def scored(kind, seed, run, t0, **more):

@@ -30,7 +30,7 @@ def main():
     ap.add_argument('--name', default=None, help='results file name (default procs-<device>)')
     a = ap.parse_args()
     import torch
-    from comp import competition, train
+    from comp import competition, config, train
     if a.threads: torch.set_num_threads(a.threads)
     data = sample(a.scale)
     rows = []
@@ -39,7 +39,7 @@ def main():
         threads = torch.get_num_threads() if n == 1 else None
         with tempfile.TemporaryDirectory() as ws:
             competition.record(competition.load(data), ws)
-            cfg = train.TrainConfig(arch=a.arch, epochs=a.epochs, workers=a.workers, procs=n)
+            cfg = config.TrainConfig(arch=a.arch, epochs=a.epochs, workers=a.workers, procs=n)
             run = train.train(cfg, workdir=ws, quiet=True)
             m, res = run.metrics(), run.result
             later = m['seconds'].iloc[1:] if len(m) > 1 else m['seconds']

@@ -45,7 +45,7 @@ def main():
     ap.add_argument('--name', default='quality-cpu')
     a = ap.parse_args()
     from fastai.torch_core import set_seed
-    from comp import competition, predict, submission, train
+    from comp import competition, config, predict, submission, train
     work, comp_dir = holdout_workspace(a.scale, a.frac)
     extra = train_fields(a.extra)
     rows, runs = [], []
@@ -53,7 +53,7 @@ def main():
         errs, secs = [], []
         for seed in range(a.first_seed, a.first_seed + a.seeds):
             set_seed(seed)
-            cfg = train.TrainConfig(arch=a.arch, epochs=a.epochs, **{**extra, **OPTIONS[name]})
+            cfg = config.TrainConfig(arch=a.arch, epochs=a.epochs, **{**extra, **OPTIONS[name]})
             t0 = time.time()
             run = train.train(cfg, workdir=work, quiet=True)
             sub = predict.predict(run, workdir=work)['submission']

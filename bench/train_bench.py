@@ -155,7 +155,7 @@ def main():
     import torch
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     from fastai.vision.all import Adam, ImageDataLoaders, Resize, aug_transforms, set_seed, vision_learner
-    from comp import cache, competition, resize, train, zoo
+    from comp import cache, competition, config, resize, train, zoo
     from comp.learner import training_learner
     from comp.loop import compile_model, sync_free
     from comp.machine import cpus
@@ -165,10 +165,10 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         def learner(precision, item_resize, workers):
-            cfg = train.TrainConfig(arch=a.arch, data=str(src), size=(a.size, a.size), resize=item_resize, bs=a.bs,
+            cfg = config.TrainConfig(arch=a.arch, data=str(src), size=(a.size, a.size), resize=item_resize, bs=a.bs,
                                     epochs=a.epochs, schedule='one_cycle', pretrained=False, precision=precision,
                                     channels_last=a.channels_last, workers=workers)
-            c = train.resolve(cfg, comp)
+            c = config.resolve(cfg, comp)
             c['images'] = train._images(comp, c, tmp, quiet=False)
             run_dir = os.path.join(tmp, 'run')
             os.makedirs(run_dir, exist_ok=True)

@@ -18,7 +18,7 @@ def main():
     import numpy as np
     import torch
     from fastai.vision.all import set_seed
-    from comp import competition, learner, predict, train
+    from comp import competition, config, learner, predict, train
     from comp.cache import ANY_SPLIT, VALID_ONLY
     from comp.cache import cache_of
     from comp.tta import tta
@@ -27,7 +27,7 @@ def main():
     resize = None if a.method == 'squish' else (a.method, (96, 72))
     with tempfile.TemporaryDirectory() as ws:
         competition.record(competition.load(src), ws)
-        run = train.train(train.TrainConfig(arch='test_convnext', epochs=1, resize=resize), workdir=ws, quiet=True)
+        run = train.train(config.TrainConfig(arch='test_convnext', epochs=1, resize=resize), workdir=ws, quiet=True)
         learn, comp, _ = predict.load_learner(run, ws)
         plain = learner.build_learner({**run.config, 'cache': False}, comp, run, ws)
         plain.load('model', with_opt=False)

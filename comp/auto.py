@@ -11,8 +11,10 @@ import time
 from dataclasses import replace
 
 from . import competition, runs
+from .config import total_epochs
 from .errors import CompError, ConfigError
 from .files import read_json, write_json
+from .machine import device
 
 AUTO_DIR = 'auto'                 # the plan and the last call's outcome, in the working folder
 PLAN_FILE, RESULT_FILE = 'plan.json', 'outcome.json'
@@ -46,13 +48,12 @@ def auto(hours, candidates=None, folds=5, submit=False, dry_run=False, tta=TTA, 
     names = _candidates(candidates)
     if folds is None or folds < 1: raise ConfigError(f'--folds {folds}: use 1 (the single shared split) or more')
     if tta < 0: raise ConfigError(f'--tta {tta}: use 0 (none) or a number of passes such as 4')
-    from .train import TrainConfig
-    default = TrainConfig()
+    from .config import defaults, resolve
+    default = defaults()
     # Options left at their defaults are not asked for: the same run of `comp auto` from the CLI or a notebook.
-    options = {k: v for k, v in sorted(options.items()) if not hasattr(default, k) or getattr(default, k) != v}
+    options = {k: v for k, v in sorted(options.items()) if k not in default or default[k] != v}
     asked = {'hours': hours, 'candidates': names, 'folds': folds, 'tta': tta, 'data': str(comp.path),
-             'options': options, 'device': _device(), **({'refit': True} if refit else {})}
-    from .train import resolve
+             'options': options, 'device': device(), **({'refit': True} if refit else {})}
     c = resolve(_train_config(names[0], comp, options), comp)   # a bad option fails before any probe
     if folds > 1:   # too many folds for the labels' counts fails now, not at the first step
         from .data import valid_ids
@@ -94,15 +95,10 @@ def _candidates(candidates):
     return names
 
 
-def _device():
-    import torch
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'
-
-
 def _train_config(arch, comp, options, **kw):
     """The TrainConfig of a candidate, with the user's options (an unknown option is a ConfigError)."""
     from dataclasses import fields
-    from .train import TrainConfig
+    from .config import TrainConfig
     known = {f.name for f in fields(TrainConfig)}
     bad = sorted(set(options) - known)
     if bad: raise ConfigError(f'unknown training option {bad[0]!r}: use TrainConfig fields such as pretrained, size, workers')
@@ -170,8 +166,9 @@ def _free_gpu():
 
 def _unavailable(cfg):
     """Why a candidate cannot train here (its pretrained weights are neither given, cached nor downloadable), or None."""
-    from . import train, zoo
-    c = train.resolve(cfg)
+    from . import zoo
+    from .config import resolve
+    c = resolve(cfg)
     if not c['pretrained']: return None
     try:
         if c.get('weights'): zoo.weights_file(c['arch'], c['weights'])
@@ -186,11 +183,11 @@ def probe(cfg, comp, workdir='.', batches=PROBE_BATCHES):
     the weights. Random weights (the speed is the same) in a temporary folder: no run is made."""
     import tempfile
     from pathlib import Path
-    from . import train
     from .cache import release
-    from .learner import no_bars, training_learner
+    from .config import resolve
+    from .learner import no_bars, save_model, training_learner
     t0 = time.time()
-    c = train.resolve(cfg, comp)
+    c = resolve(cfg, comp)
     with tempfile.TemporaryDirectory(prefix='comp-probe-') as tmp:
         learn, _ = training_learner({**c, 'pretrained': False}, comp, tmp, workdir)
         built = time.time()
@@ -200,7 +197,7 @@ def probe(cfg, comp, workdir='.', batches=PROBE_BATCHES):
             timer = _timer(*(max(2, min(b, len(dl) // 2)) for b, dl in zip(batches, (learn.dls.train, learn.dls.valid))))
             learn.fit(1, lr=c['lr'] if c['lr'] != 'auto' else 1e-3, cbs=[timer])
             t = time.time()
-            train.save_model(Path(tmp) / 'probe.pth', learn)
+            save_model(Path(tmp) / 'probe.pth', learn)
             save_s = time.time() - t
         finally: release(learn.dls)
     tr, va = timer.rate(True), timer.rate(False)
@@ -441,7 +438,7 @@ def _todo(found, step):
         left = sum(m is None or m.status != 'complete' for m in found.members)
         if step.get('refit'): left += found.refit is None or found.refit.status != 'complete'
         return left / (step['folds'] + bool(step.get('refit')))
-    total = step['epochs'] + int(found.config.get('schedule') == 'fine_tune')
+    total = total_epochs(found.config)
     return max(0.0, 1 - found.epochs_done / total)
 
 
@@ -451,24 +448,10 @@ def _config(step, plan, comp):
 
 def _find(step, plan, comp, workdir):
     """The run or CV group this step trained before (complete, or incomplete to resume), found by its config."""
-    from . import train
+    from .config import resolve
     cfg = _config(step, plan, comp)
-    if step['kind'] == 'cv':
-        want = train.identity(train.resolve(replace(cfg, folds=step['folds'], fold=0), comp))
-        key = lambda r: r.config.get('kind') == 'cv' and r.config.get('train') is not None and _matches(r.config['train'], want)
-    else:
-        want = train.identity(train.resolve(cfg, comp))
-        key = lambda r: r.config.get('kind') is None and _matches(r.config, want)
-    for r in reversed(runs.all_runs(workdir)):
-        try:
-            if r.status in ('complete', 'incomplete') and key(r): return r
-        except (CompError, KeyError, TypeError, ValueError): continue   # an unreadable record is not this step
-    return None
-
-
-def _matches(config, want):
-    from . import train
-    return {k: v for k, v in train.identity(config).items() if k in want} == want
+    if step['kind'] == 'cv': return runs.trained(resolve(replace(cfg, folds=step['folds'], fold=0), comp), workdir, kind='cv')
+    return runs.trained(resolve(cfg, comp), workdir)
 
 
 def _cv_step(step, plan, comp, workdir, found, cbs, quiet, echo):

@@ -2,6 +2,9 @@
 average of the last K epochs' (timm's avg_checkpoints). Imported only when training: it imports fastai and timm."""
 import torch
 from fastai.callback.core import Callback
+from fastai.learner import Recorder
+
+from .callbacks import aside, epoch_values, run_epoch
 
 from .files import atomic_path
 
@@ -10,7 +13,7 @@ ERROR_METRICS = ('error_rate', 'disease_error')   # the single-target and the tw
 
 def for_config(c, run):
     """The Averaging callback a resolved config asks for, or None when it saves the last epoch's weights."""
-    ema, keep, k = c.get('ema') or 0, c.get('keep') or 'last', c.get('average_last') or 0
+    ema, keep, k = c['ema'], c['keep'], c['average_last']
     if not ema and keep == 'last' and not k: return None
     return Averaging(run, ema, keep, k)
 
@@ -32,7 +35,7 @@ class Averaging(Callback):
     the training weights), the best validated epoch's weights and the last K epochs'; `finish` loads the chosen ones.
 
     What it keeps is written to the run each epoch (`Run.averaging_file`), so a resumed run continues it."""
-    order = 60  # after_epoch: after the Recorder (50) has the epoch's values, before RunLog (65) checkpoints
+    order = Recorder.order + 10  # after_epoch: after the Recorder has the epoch's values, before RunLog checkpoints
 
     def __init__(self, run, ema=0.0, keep='last', average_last=0):
         self.run_dir, self.decay, self.keep, self.k = run, float(ema), keep, int(average_last)
@@ -44,10 +47,8 @@ class Averaging(Callback):
             self.step, self.best, self.recent, self.last = st['step'], st['best'], st['recent'], st['last']
             self._ema_state = st['ema']
 
-    def _finding(self): return hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds')
-
     def before_fit(self):
-        if self._finding() or not self.decay or self.ema is not None: return
+        if aside(self) or not self.decay or self.ema is not None: return
         from timm.utils.model_ema import ModelEmaV3
         # Warm-up (decay 1 - (1 + step)^-2/3, capped at `ema`): on short runs a plain decay would keep mostly the
         # random initial weights, as timm's maintainer warns.
@@ -60,24 +61,22 @@ class Averaging(Callback):
 
     def after_step(self):
         # after_step only follows a real optimizer step (GradientAccumulation cancels the batch before it).
-        if self.ema is None or self._finding(): return
+        if self.ema is None or aside(self): return
         self.step += 1
         self.ema.update(self.learn.model, step=self.step)
 
     def before_validate(self):
-        if self.ema is None or self._finding(): return
+        if self.ema is None or aside(self): return
         self.train_state = _cpu(self.learn.model.state_dict())
         self.learn.model.load_state_dict(self.ema.module.state_dict())
 
     def _error(self):
-        from .callbacks import epoch_values
         vals = epoch_values(self.recorder)
         return next((vals[n] for n in ERROR_METRICS if n in vals), vals.get('valid_loss'))
 
     def after_epoch(self):
-        if self.skipping or self._finding(): return
-        log = getattr(self.learn, 'run_log', None)
-        epoch = (log.fit_offset if log is not None else 0) + self.epoch + 1
+        if self.skipping or aside(self): return
+        epoch = run_epoch(self)
         err = self._error()
         state = _cpu(self.learn.model.state_dict())   # the weights just validated: the EMA's when on
         self.last = (epoch, err)

@@ -6,26 +6,36 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastai.callback.core import Callback
-from fastai.learner import save_model
+from fastai.learner import Recorder, save_model
 
 from .errors import TrainingError
 from .files import atomic_path
 
 
-class RunLog(Callback):
-    """Per-epoch metrics, an atomic checkpoint and the epochs done, recorded in the Run; and one line per epoch.
+def aside(cb):
+    """Whether callback `cb`'s learner is in lr_find's mock fit or in get_preds: not epochs of the run (fastai's own
+    test, as its ProgressCallback makes it)."""
+    return hasattr(cb.learn, 'lr_finder') or hasattr(cb, 'gather_preds')
 
-    `epoch_offset` is the number of epochs before the current fit (fine_tune's frozen phase), set by `train.fit`."""
-    order = 65  # after the Recorder has the epoch's values
+
+def set_epochs_before(learn, n):
+    """Tell the run's callbacks that `n` of the run's epochs came before the next fit (fine_tune's frozen phase)."""
+    learn.epochs_before = n
+
+
+def run_epoch(cb):
+    """The run's epoch in progress in callback `cb`, counted from 1 across fine_tune's two fits."""
+    return getattr(cb.learn, 'epochs_before', 0) + cb.epoch + 1
+
+
+class RunLog(Callback):
+    """Per-epoch metrics, an atomic checkpoint and the epochs done, recorded in the Run; and one line per epoch."""
+    order = Recorder.order + 15  # after the Recorder has the epoch's values (and comp.averaging has swapped weights)
 
     def __init__(self, run, quiet=False, record=True):
         # record=False: a data-parallel process other than the first, which times epochs but writes nothing
-        self.run_dir, self.quiet, self.epoch_offset, self.times, self.skipping = run, quiet, 0, [], False
+        self.run_dir, self.quiet, self.times, self.skipping = run, quiet, [], False
         self.record = record
-
-    def _finding(self): return hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds')
-
-    def before_fit(self): self.fit_offset = self.epoch_offset
 
     def before_epoch(self): self.skipping, self.t0 = False, time.time()
 
@@ -33,10 +43,10 @@ class RunLog(Callback):
 
     def after_epoch(self):
         # Epochs skipped on resume, lr_find's mock fit and get_preds are not epochs of this run.
-        if self.skipping or self._finding(): return
+        if self.skipping or aside(self): return
         secs = time.time() - self.t0
         self.times.append(secs)
-        epoch = self.fit_offset + self.epoch + 1
+        epoch = run_epoch(self)
         row = {'epoch': epoch, **epoch_values(self.recorder), 'seconds': round(secs, 2)}
         run = self.run_dir
         if self.record:
@@ -106,7 +116,7 @@ class ProgressiveResize(Callback):
     places the schedule per epoch (epoch / epochs, plus batch / (that epoch's batches x epochs)), so epochs of
     different batch counts keep it on course. Without accumulation the batch size stays: more images per batch
     would mean fewer, larger steps at the recipe's learning rate, another recipe, not the same one faster."""
-    order = -20   # before the epoch's first batch is drawn
+    order = -20   # before_epoch: before any of fastai's callbacks (TrainEvalCallback is -10) draws a batch
 
     def __init__(self, sizes, total_epochs, bs=None, accum=1):
         self.sizes, self.total = [tuple(s) for s in sizes], total_epochs
@@ -132,9 +142,8 @@ class ProgressiveResize(Callback):
         if self.bs: self.dls.train.bs = self.bs_at(size, len(self.dls.train.dataset))
 
     def before_epoch(self):
-        if hasattr(self.learn, 'lr_finder'): return
-        log = getattr(self.learn, 'run_log', None)
-        self._set(self.size_at((log.epoch_offset if log is not None else 0) + self.epoch))
+        if aside(self): return
+        self._set(self.size_at(run_epoch(self) - 1))
 
     def after_fit(self): self._set(self.sizes[-1])   # validation predictions and TTA at the run's size
 
@@ -148,12 +157,10 @@ class Deadline(Callback):
     """Stop before an epoch that would end after `deadline` (a `time.time()`): the epoch is taken to last as long as
     the longest one measured so far (across the runs this callback serves), else `epoch_s`, the probe's estimate.
     So training overruns the deadline by less than one epoch."""
-    order = 100   # before_epoch: after fastai's SkipToEpoch has skipped a resumed run's done epochs
+    order = 100   # before_epoch: after fastai's SkipToEpoch (order 70) has skipped a resumed run's done epochs
 
     def __init__(self, deadline, epoch_s, what='the deadline'):
         self.deadline, self.epoch_s, self.what, self.measured, self.skipping = deadline, float(epoch_s), what, [], False
-
-    def _finding(self): return hasattr(self.learn, 'lr_finder') or hasattr(self, 'gather_preds')
 
     def expected(self):
         """Seconds the next epoch is expected to take."""
@@ -161,7 +168,7 @@ class Deadline(Callback):
 
     def before_epoch(self):
         self.skipping, self.t0 = False, time.time()
-        if self._finding(): return
+        if aside(self): return
         left = self.deadline - time.time()
         if left < self.expected():
             raise DeadlineReached(f'stopped at {self.what}: {max(left, 0):.0f}s left, an epoch takes about '
@@ -170,4 +177,4 @@ class Deadline(Callback):
     def after_cancel_epoch(self): self.skipping = True
 
     def after_epoch(self):
-        if not (self.skipping or self._finding()): self.measured.append(time.time() - self.t0)
+        if not (self.skipping or aside(self)): self.measured.append(time.time() - self.t0)

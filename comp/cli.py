@@ -1,17 +1,59 @@
-"""The `comp` command line: thin typer commands that call the library and print. No logic lives here."""
+"""The `comp` command line: thin typer commands that call the library and print, their training options built
+from comp.config's TrainConfig fields, and the one handler that turns an error into one line."""
+import functools
+import inspect
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .errors import CompError, ConfigError
+from .config import TrainConfig, given
+from .errors import describe
 
 app = typer.Typer(help='comp: a Kaggle image-classification competition from data to leaderboard with fastai and timm.',
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
-DATA = typer.Option(None, '--data', help='Competition folder (default: the one `comp sample`/`comp setup` recorded here).')
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _option(name):
+    """A typer option for TrainConfig field `name`: its default, help and flag."""
+    f = FIELDS[name]
+    return typer.Option(f.default, *([f.metadata['flag']] if f.metadata['flag'] else []), help=f.metadata['help'])
+
+
+def _type(name):
+    """The type the command line reads field `name` as (a path for folders and files; optional where None is its default)."""
+    f = FIELDS[name]
+    cli = f.metadata['cli'] or type(f.default)
+    cli = Path if cli == 'path' else cli
+    return Optional[cli] if f.default is None else cli
+
+
+def training_options(*names):
+    """Give a command TrainConfig's fields `names` (default: all) as options, and call it with them as one TrainConfig,
+    its `cfg` argument: so train, cv and auto share each setting's default, help and flag."""
+    names = names or tuple(FIELDS)
+    def deco(f):
+        sig = inspect.signature(f)
+        own = [p for p in sig.parameters.values() if p.name != 'cfg']
+        args = [p for p in own if isinstance(p.default, typer.models.ArgumentInfo)]
+        opts = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=_option(n), annotation=_type(n)) for n in names]
+        own = args + opts + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p not in args]
+        @functools.wraps(f)
+        def command(**kw):
+            cfg = TrainConfig(**{n: str(v) if isinstance(v, Path) else v for n, v in ((n, kw.pop(n)) for n in names)})
+            return f(cfg=cfg, **kw)
+        command.__signature__ = sig.replace(parameters=own)
+        command.__annotations__ = {p.name: p.annotation for p in own}
+        return command
+    return deco
+
+
+DATA = _option('data')
 
 
 def _table(rows, cols=None):
@@ -57,55 +99,14 @@ def demo(dir: Path = typer.Option(Path('demo'), '--dir', help='Folder for the sa
 
 
 @app.command()
-def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp zoo` or any timm model name.'),
-          data: Optional[Path] = DATA,
-          size: Optional[str] = typer.Option(None, help='Training image size, e.g. 224 or 256x192 (height x width).'),
-          resize: Optional[str] = typer.Option(None, help='Item resize before augmentation: METHOD[:SIZE], METHOD squish|crop|pad, e.g. pad:480x360.'),
-          bs: Optional[int] = typer.Option(None, help='Batch size per step.'),
-          accum: Optional[int] = typer.Option(None, help='Gradient accumulation steps (effective batch = bs x accum).'),
-          lr: Optional[str] = typer.Option(None, help='Learning rate, or auto to run lr_find and use its valley.'),
-          epochs: Optional[int] = typer.Option(None, help='Epochs (fine_tune adds one frozen epoch).'),
-          schedule: Optional[str] = typer.Option(None, help='fine_tune or one_cycle.'),
-          pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained', help='Start from pretrained weights.'),
-          weights: Optional[Path] = typer.Option(None, help='Pretrained weights file, or a folder of cached Hugging Face hub files.'),
-          precision: str = typer.Option('auto', help='auto (bf16/fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.'),
-          channels_last: bool = typer.Option(False, '--channels-last', help='Use channels-last memory format.'),
-          target: str = typer.Option('disease', help='disease, or disease+variety for a two-headed model.'),
-          seed: int = typer.Option(42, help='Seed of the shared validation split and of training.'),
-          valid_pct: float = typer.Option(0.2, help='Validation fraction of the shared split (without --folds); 0 trains on every image, with no validation score.'),
-          folds: Optional[int] = typer.Option(None, help='Use K stratified folds instead of one split.'),
-          fold: int = typer.Option(0, help='Which fold validates (with --folds).'),
-          workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).'),
-          cache: bool = typer.Option(True, '--cache/--no-cache', help='Decode each image once per run (budget: COMP_DECODE_CACHE_GB, default a quarter of memory).'),
-          sync_free: bool = typer.Option(False, '--sync-free', help='No per-batch read back to the CPU (losses, metrics, copies stay on the GPU).'),
-          label_smoothing: float = typer.Option(0.0, help='Label smoothing eps (fastai\'s LabelSmoothingCrossEntropyFlat), e.g. 0.1; 0: off.'),
-          mixup: float = typer.Option(0.0, help='MixUp alpha (fastai\'s MixUp), e.g. 0.4; 0: off.'),
-          cutmix: float = typer.Option(0.0, help='CutMix alpha (fastai\'s CutMix), e.g. 1.0; 0: off.'),
-          ema: float = typer.Option(0.0, help='Keep an EMA of the weights (timm\'s ModelEmaV3, warmed up) with this decay, e.g. 0.998; validate, save and predict with it. 0: off.'),
-          keep: str = typer.Option('last', help='Save the last epoch\'s weights, or the best epoch\'s by validation error.'),
-          average_last: int = typer.Option(0, help='Save the average of the last K epochs\' weights (timm\'s avg_checkpoints). 0: off.'),
-          sizes: Optional[str] = typer.Option(None, help='Progressive resizing: the epochs split across these growing sizes, e.g. 128,192,256 (the last is --size).'),
-          min_scale: Optional[float] = typer.Option(None, help='Smallest crop, as a fraction of the image area (default 0.75).'),
-          max_rotate: Optional[float] = typer.Option(None, help='Largest rotation in degrees (default 10).'),
-          max_zoom: Optional[float] = typer.Option(None, help='Largest zoom (default 1.1).'),
-          max_lighting: Optional[float] = typer.Option(None, help='Largest brightness/contrast change (default 0.2).'),
-          max_warp: Optional[float] = typer.Option(None, help='Largest perspective warp (default 0.2).'),
-          flip: Optional[bool] = typer.Option(None, '--flip/--no-flip', help='Random horizontal flips (default: on).'),
-          procs: Optional[int] = typer.Option(None, help='Data-parallel processes, one per GPU (CPU processes without a GPU); the effective batch is bs x accum x procs, the lr unchanged. Under torchrun / accelerate launch: theirs.'),
-          resume: Optional[str] = typer.Option(None, help='Continue an interrupted run (a directory or name from `comp runs`).')):
+@training_options()
+def train(cfg, resume: Optional[str] = typer.Option(None, help='Continue an interrupted run (a directory or name from `comp runs`).')):
     """Train a model and record the run under runs/.
 
     Example: comp train --arch convnext_small --epochs 12 (--procs 2 on two GPUs)"""
-    from .train import TrainConfig, train as run_train
-    cfg = TrainConfig(arch=arch, data=str(data) if data else None, size=size, resize=resize, bs=bs, accum=accum, lr=lr,
-                      epochs=epochs, schedule=schedule, pretrained=pretrained, weights=str(weights) if weights else None,
-                      precision=precision, channels_last=channels_last, target=target, seed=seed, valid_pct=valid_pct,
-                      folds=folds, fold=fold, workers=workers, cache=cache, sync_free=sync_free,
-                      label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, ema=ema, keep=keep,
-                      average_last=average_last, sizes=sizes, min_scale=min_scale, max_rotate=max_rotate,
-                      max_zoom=max_zoom, max_lighting=max_lighting, max_warp=max_warp, flip=flip, procs=procs)
-    run = run_train(cfg, resume=resume)
     from .distributed import is_main
+    from .train import train as run_train
+    run = run_train(cfg, resume=resume)
     if not is_main(): return   # under a launcher, the first process speaks for the run
     typer.echo(f'run: {run}')
     err = run.result['valid_error']
@@ -113,29 +114,19 @@ def train(arch: str = typer.Option('convnext_small', help='A recipe from `comp z
 
 
 @app.command()
-def cv(arch: Optional[str] = typer.Argument(None, help='A recipe from `comp zoo` or any timm model name (not with --resume).'),
-       folds: int = typer.Option(5, help='K: every fold of the shared K-fold split is trained.'),
-       data: Optional[Path] = DATA,
-       size: Optional[str] = typer.Option(None, help='Training image size, e.g. 224 or 256x192.'),
-       bs: Optional[int] = typer.Option(None, help='Batch size per step.'),
-       lr: Optional[str] = typer.Option(None, help='Learning rate, or auto.'),
-       epochs: Optional[int] = typer.Option(None, help='Epochs per fold.'),
-       pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained', help='Start from pretrained weights.'),
-       weights: Optional[Path] = typer.Option(None, help='Pretrained weights file, or a folder of cached Hugging Face hub files.'),
-       seed: int = typer.Option(42, help='Seed of the shared folds and of training.'),
-       workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).'),
+@training_options('data', 'size', 'bs', 'lr', 'epochs', 'pretrained', 'weights', 'seed', 'workers')
+def cv(cfg, arch: Optional[str] = typer.Argument(None, help='A recipe from `comp zoo` or any timm model name (not with --resume).'),
+       folds: Optional[int] = typer.Option(None, help='K: every fold of the shared K-fold split is trained (default 5).'),
        refit: bool = typer.Option(False, '--refit', help='Then train one model on every training image with the same epochs; its test predictions join the folds\'.'),
        resume: Optional[str] = typer.Option(None, help='Finish an interrupted CV group (a name from `comp runs`); with --refit, add a refit to a finished one.')):
     """Cross-validate: train every fold, record out-of-fold and fold-averaged test probabilities, print the CV error.
 
     The group works wherever a run does: comp predict GROUP --tta 4, comp ensemble GROUP1 GROUP2 --search-weights.
     Example: comp cv convnext_small --folds 5 --refit"""
+    from dataclasses import replace
     from .cv import cv as run_cv
-    from .train import TrainConfig
-    if (arch is None) == (resume is None):
-        raise ConfigError('comp cv: give an ARCH to cross-validate, or --resume GROUP to finish one (not both)')
-    cfg = TrainConfig(arch=arch, data=str(data) if data else None, size=size, bs=bs, lr=lr, epochs=epochs,
-                      pretrained=pretrained, weights=str(weights) if weights else None, seed=seed, workers=workers)
+    # options given with --resume reach cv, which refuses them; without ARCH or --resume it says to give one
+    cfg = replace(cfg, arch=arch) if arch is not None else cfg if given(cfg) and resume is not None else None
     group = run_cv(cfg, folds=folds, resume=resume, refit=refit, echo=lambda m: typer.echo(m, err=True))
     for m in group.members: typer.echo(f'  {m.name}: validation error {m.result["valid_error"]:.4f}')
     if group.refit is not None: typer.echo(f'  {group.refit.name}: refit on every training image (no validation score)')
@@ -144,29 +135,23 @@ def cv(arch: Optional[str] = typer.Argument(None, help='A recipe from `comp zoo`
 
 
 @app.command()
-def auto(hours: float = typer.Option(..., help='Time budget in hours, probes to submission (a Kaggle GPU notebook may run 12).'),
+@training_options('data', 'size', 'pretrained', 'weights', 'seed', 'workers')
+def auto(cfg, hours: float = typer.Option(..., help='Time budget in hours, probes to submission (a Kaggle GPU notebook may run 12).'),
          submit: bool = typer.Option(False, '--submit', help='Submit the submission to Kaggle at the end.'),
          dry_run: bool = typer.Option(False, '--dry-run', help='Probe the candidates and print the plan; train nothing.'),
          candidates: Optional[str] = typer.Option(None, help='Recipes to choose from, best first, comma-separated (default: the large and small zoo recipes).'),
          folds: int = typer.Option(5, help='Most folds a CV step uses (fewer when time is short; 1: the single shared split).'),
          tta: int = typer.Option(4, help='TTA passes when they fit in the budget (0: none).'),
          refit: bool = typer.Option(False, '--refit', help='Each CV step also trains a model on every training image (comp cv --refit), planned within the budget.'),
-         message: Optional[str] = typer.Option(None, '-m', '--message', help='The submission\'s description on Kaggle (default: the plan).'),
-         data: Optional[Path] = DATA,
-         size: Optional[str] = typer.Option(None, help='Training image size for every candidate (default: each recipe\'s).'),
-         pretrained: Optional[bool] = typer.Option(None, '--pretrained/--no-pretrained', help='Start from pretrained weights.'),
-         weights: Optional[Path] = typer.Option(None, help='A folder of cached Hugging Face hub files with the candidates\' weights.'),
-         seed: int = typer.Option(42, help='Seed of the shared split and folds, and of training.'),
-         workers: Optional[int] = typer.Option(None, help='Data-loading workers (default: the CPU cores).')):
+         message: Optional[str] = typer.Option(None, '-m', '--message', help='The submission\'s description on Kaggle (default: the plan).')):
     """Within a time budget: probe each candidate recipe here, plan recipes, folds and epochs that fit, train them
     (resumable: run it again to continue), ensemble with searched weights, write the submission.
 
     The plan is printed and saved in auto/plan.json. Example: comp auto --hours 11.5 --submit"""
     from .auto import auto as run_auto
-    opts = {k: v for k, v in dict(size=size, pretrained=pretrained, weights=str(weights) if weights else None,
-                                  workers=workers).items() if v is not None}
+    options = given(cfg)
     out = run_auto(hours, candidates=candidates, folds=folds, submit=submit, dry_run=dry_run, tta=tta, message=message,
-                   data=str(data) if data else None, seed=seed, echo=typer.echo, refit=refit, **opts)
+                   data=options.pop('data', None), echo=typer.echo, refit=refit, **options)
     if out.get('dry_run'):
         typer.echo(f'plan saved in auto/plan.json; nothing trained (--dry-run)')
         return
@@ -402,18 +387,6 @@ def _chain(e):
     while e is not None:
         yield e
         e = e.__cause__ or e.__context__
-
-
-def describe(e):
-    """One line for any exception: a CompError's message; what a failed write means; else its type."""
-    import errno
-    if isinstance(e, CompError): return str(e)
-    if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f'cannot write {e.filename or "a file"}: {"the disk is read-only" if e.errno == errno.EROFS else "permission denied"}; run comp in a folder you can write to'
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f'no room left on the disk writing {e.filename or "a file"}: free some space and run the command again'
-    first = (str(e).strip().splitlines() or [''])[0][:200]
-    return f'unexpected {type(e).__name__}{": " + first if first else ""} (set COMP_DEBUG=1 to see the traceback)'
 
 
 if __name__ == '__main__':

@@ -6,25 +6,38 @@ epochs; its test probabilities join the folds' (one vote each), and it has no va
 from dataclasses import asdict, replace
 
 from . import competition, runs, train
+from .config import TrainConfig, flag, given, resolve
 from .errors import ConfigError
 from .learner import error
 
+FOLDS = 5
 
 
-def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, refit=False, cbs=()):
-    """Train every fold of the shared `folds`-fold split with `cfg` and return the group (a Run whose `members` are
-    the fold runs and whose `result` holds the CV error). With `resume`, finish an interrupted group: complete
-    folds are kept as they are, an interrupted fold is resumed, missing folds are trained (and with `refit`, a group
-    finished without one gets its refit). `cbs`: more fastai callbacks for every model's fit (comp auto's deadline)."""
+def cv(cfg, folds=None, workdir='.', resume=None, quiet=False, echo=print, refit=False, cbs=()):
+    """Train every fold of the shared `folds`-fold split (default 5) with `cfg` and return the group (a Run whose
+    `members` are the fold runs and whose `result` holds the CV error). With `resume` (and no `cfg`), finish an
+    interrupted group: complete folds are kept as they are, an interrupted fold is resumed, missing folds are trained
+    (and with `refit`, a group finished without one gets its refit). `cbs`: more fastai callbacks for every model's
+    fit (comp auto's deadline)."""
+    if cfg is None and resume is None:
+        raise ConfigError('comp cv: give an ARCH to cross-validate, or --resume GROUP to finish one')
+    if cfg is not None and resume is not None:
+        asked = [flag(k) for k in given(cfg) if k != 'arch'] or ['ARCH']
+        raise ConfigError(f'--resume continues CV group {resume} with its saved config: drop {", ".join(asked)} '
+                          '(or cross-validate anew with them)')
     if resume is not None:
         group = runs.find(resume, workdir)
         if group.config.get('kind') != 'cv': raise ConfigError(f'{group.name} is a run, not a CV group: resume it with `comp train --resume`')
+        if folds is not None and folds != group.config['train']['folds']:
+            raise ConfigError(f'--resume continues CV group {group.name} with its own {group.config["train"]["folds"]} '
+                              'folds: drop --folds (or cross-validate anew with them)')
         c = group.config['train']
         comp = competition.find(c['data'], workdir)
     else:
-        if folds is None or folds < 2: raise ConfigError(f'--folds {folds}: use 2 or more')
+        folds = FOLDS if folds is None else folds
+        if folds < 2: raise ConfigError(f'--folds {folds}: use 2 or more')
         comp = competition.find(cfg.data, workdir)
-        c = train.resolve(replace(cfg, folds=folds, fold=0), comp)
+        c = resolve(replace(cfg, folds=folds, fold=0), comp)
         # What the user asked, so each fold resolves exactly as fold 0 did (a resumed fold is found by its config).
         asked = {**asdict(cfg), 'folds': folds}
         group = runs.create(workdir, {**c, 'kind': 'cv', 'name': f'cv{folds}-{c["name"]}', 'fold': 'oof',
@@ -44,31 +57,33 @@ def cv(cfg, folds=5, workdir='.', resume=None, quiet=False, echo=print, refit=Fa
 
 
 def _fold(group, c, i, comp, workdir, quiet, echo, cbs=()):
-    cfg = train.TrainConfig(**{**group.config['asked'], 'fold': i})
-    run = _train_or_resume(cfg, group.members[i], train.identity({**c, 'fold': i}), f'fold {i}',
-                           f'fold {i} of {c["folds"]}', workdir, quiet, echo, cbs)
+    cfg = TrainConfig(**{**group.config['asked'], 'fold': i})
+    run = _train_or_resume(cfg, group.members[i], {**c, 'fold': i}, f'fold {i}', f'fold {i} of {c["folds"]}',
+                           workdir, quiet, echo, cbs)
     members = group.config['members']
     if run is not None: group.write_config({**group.config, 'members': [*members[:i], run.name, *members[i + 1:]]})
 
 
 def refit_config(group):
     """The TrainConfig of a group's refit: what its folds were asked, on every training image (no validation set)."""
-    return train.TrainConfig(**{**group.config['asked'], 'folds': None, 'fold': 0, 'valid_pct': 0})
+    return TrainConfig(**{**group.config['asked'], 'folds': None, 'fold': 0, 'valid_pct': 0})
 
 
 def _refit(group, comp, workdir, quiet, echo, cbs=()):
     cfg = refit_config(group)
-    run = _train_or_resume(cfg, group.refit, train.identity(train.resolve(cfg, comp)), 'refit',
+    run = _train_or_resume(cfg, group.refit, resolve(cfg, comp), 'refit',
                            f'refit on all {len(comp.train_df())} training images', workdir, quiet, echo, cbs)
     if run is not None: group.write_config({**group.config, 'refit': run.name})
 
 
-def _train_or_resume(cfg, known, want, what, new, workdir, quiet, echo, cbs=()):
-    """None when the group's `known` run is complete; else that run, or an interrupted one with the identity `want`
-    (a group interrupted before it recorded its run), resumed; else a new run of `cfg`."""
+def _train_or_resume(cfg, known, c, what, new, workdir, quiet, echo, cbs=()):
+    """None when the group's `known` run is complete; else that run, or the run trained before with resolved config
+    `c` (a group interrupted before it recorded its run: complete, or resumed), else a new run of `cfg`."""
     if known is not None and known.status == 'complete': return None
-    found = known or next((r for r in reversed(runs.all_runs(workdir))
-                           if r.status == 'incomplete' and train.identity(r.config) == want), None)
+    found = known or runs.trained(c, workdir)
+    if found is not None and found.status == 'complete':
+        echo(f'{what}: {found.name}, trained before')
+        return found
     if found is not None:
         echo(f'{what}: resuming {found.name}')
         return train.train(None, workdir=workdir, resume=found, quiet=quiet, cbs=cbs)

@@ -80,8 +80,8 @@ AUG = {'min_scale': 0.75, 'max_rotate': 10.0, 'max_zoom': 1.1, 'max_lighting': 0
 
 
 def aug_options(c):
-    """The augmentation strengths of a resolved config (runs recorded before they were options get the defaults)."""
-    return {k: v if c.get(k) is None else c[k] for k, v in AUG.items()}
+    """The augmentation strengths of a resolved config."""
+    return {k: c[k] for k in AUG}
 
 
 def batch_tfms(size, min_scale=0.75, flip=True, **kw):

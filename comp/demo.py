@@ -1,7 +1,7 @@
 """`comp demo`: the whole job on the built-in sample competition, from data to a scored ensemble submission."""
 from pathlib import Path
 
-from . import competition, predict, sample, submission, train
+from . import competition, config, predict, sample, submission, train
 from .ensemble import ensemble
 
 # Two small from-scratch models on the same shared split: different input sizes make them disagree usefully.
@@ -18,7 +18,7 @@ def demo(dir='demo', seed=42, quiet=False):
     competition.record(comp, dir)
     out = []
     for kw in DEMO_RUNS:
-        run = train.train(train.TrainConfig(seed=seed, **kw), workdir=dir, quiet=quiet)
+        run = train.train(config.TrainConfig(seed=seed, **kw), workdir=dir, quiet=quiet)
         plain = predict.predict(run, workdir=dir)['submission']
         tta = predict.predict(run, tta=DEMO_TTA, workdir=dir)['submission']
         out.append({'run': run, 'accuracy': submission.score(plain, comp), 'accuracy_tta': submission.score(tta, comp)})

@@ -48,13 +48,11 @@ def is_main():
 
 
 def check_procs(procs, gpus=None):
-    """`procs` as an int, checked against this machine: one process per GPU, else (no GPU) per CPU core."""
+    """`procs` (an int of 1 or more: comp.config checks it) against this machine: one process per GPU, else (no GPU)
+    per CPU core."""
     import torch
     from .machine import cpus
     if gpus is None: gpus = torch.cuda.device_count()
-    try: procs = int(procs)
-    except (TypeError, ValueError): procs = 0
-    if procs < 1: raise ConfigError('--procs must be at least 1')
     if gpus and procs > 1 and torch.cuda.is_initialized():
         raise ConfigError(f'--procs {procs}: this process already uses the GPU (a notebook that trained before?), '
                           'and processes forked from it cannot: restart the kernel and train with procs first')
@@ -65,6 +63,17 @@ def check_procs(procs, gpus=None):
         raise ConfigError(f'--procs {procs} is more than the {cpus()} CPU cores here (no GPU): use --procs {cpus()} '
                           'or fewer')
     return procs
+
+
+def check_run(c):
+    """A run's processes (resolved config `c`) against the GPUs here, or the launcher's process count (a resumed run
+    keeps its own)."""
+    procs = c['procs']
+    if launched():
+        if procs != world():
+            raise ConfigError(f'run {c["name"]} trains on {procs} process{"es" if procs > 1 else ""}, but the '
+                              f'launcher started {world()}: launch {procs}')
+    elif procs > 1: check_procs(procs)
 
 
 def timeout():
@@ -256,3 +265,74 @@ def _fastai_parts():
         def name(self): return self._name
 
     return Trainer, Gathered
+
+
+# A run trained by several processes. `fit(c, comp, run, workdir, resuming, quiet)` is comp.train's fit_run: it
+# builds the learner and fits this process's share; what comes back is recorded by the first process only.
+
+def train_procs(run, procs, fit, workdir, resuming, quiet):
+    """Train `run` in `procs` processes that accelerate's notebook_launcher starts; this one waits for them.
+
+    A process that is killed ends the others (the launcher) and leaves the run incomplete, to resume."""
+    from .errors import CompError
+    try:
+        launch(_spawned, procs, (fit, run, str(workdir), resuming, quiet))
+    except ProcessesFailed as e:
+        rec = run.status_record()
+        if e.killed or run.status == 'incomplete':
+            try: run.set_status('incomplete', error=str(e)[:500])
+            except OSError: pass
+            raise CompError(f'training stopped: {e}; resume with `comp train --resume {run.name}`') from None
+        if rec.get('status') == 'failed' and rec.get('user_error'): raise CompError(rec['error']) from None
+        try: run.set_status('failed', error=str(e)[:500])
+        except OSError: pass
+        raise RuntimeError(f'training failed: {e}') from None
+    except BaseException as e:
+        run.record_stop(e)
+        raise
+    run = type(run)(run.path)   # what the processes recorded, read afresh
+    if run.status != 'complete': raise CompError(f'run {run.name} ended without completing: see {run.status_file}')
+    return run
+
+
+def _spawned(fit, run, workdir, resuming, quiet):
+    """One of the processes `train_procs` starts."""
+    with process_group(): _rank(fit, run, workdir, resuming, quiet)
+
+
+def train_as_rank(prepare, fit, workdir, resuming, quiet):
+    """One process of a group a launcher started (torchrun, accelerate launch): the first runs `prepare()` (checks,
+    the run directory; it returns the Run) and tells the others its folder, or the error that stopped it."""
+    from .errors import CompError
+    with process_group():
+        run = err = None
+        if is_main():
+            try: run = prepare()
+            except CompError as e: err = str(e)
+        run, err = broadcast((run, err))
+        if err is not None: raise CompError(err)
+        return _rank(fit, run, workdir, resuming, quiet)
+
+
+def _rank(fit, run, workdir, resuming, quiet):
+    """Train `run` as this process's rank of the group; only the first process records (and prints)."""
+    from . import competition
+    run = type(run)(run.path)   # its records as the first process wrote them
+    c = run.config
+    comp = competition.find(c['data'], workdir)
+    main = is_main()
+    if main:
+        run.set_status('running')
+        if 'device' not in run.env: run.write_env()   # created by a process that left the GPU alone
+    try:
+        result = fit(c, comp, run, workdir, resuming, quiet or not main)
+    except BaseException as e:
+        # The first process often sees a killed partner before the launcher does: its error, not the kill, reaches
+        # the launcher, so it records the run as stopped itself.
+        if main: run.record_stop(e, lost=partner_lost(e))
+        raise
+    if main:
+        run.write_result(result)
+        run.set_status('complete')
+    barrier()   # every process returns a complete run
+    return type(run)(run.path)

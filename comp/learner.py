@@ -3,9 +3,8 @@ weights, the optimizer, precision, progress output; and the validation predictio
 from pathlib import Path
 
 from . import data, zoo
+from .config import TARGETS
 from .errors import CompError, ConfigError
-
-TARGETS = {'disease': ('label',), 'disease+variety': ('label', 'variety')}
 
 
 def build_learner(c, comp, run, workdir, for_training=False):
@@ -17,17 +16,17 @@ def build_learner(c, comp, run, workdir, for_training=False):
     targets = TARGETS[c['target']]
     test = () if for_training else list(data.test_items(comp)['path'])
     dls = data.dataloaders(comp, valid, c['size'], c['resize'], c['bs'], targets, c['workers'], c['seed'],
-                           root=c.get('images'), cache=c.get('cache', True), test=test, aug=data.aug_options(c))
+                           root=c['images'], cache=c['cache'], test=test, aug=data.aug_options(c))
     kw = {}
     if len(targets) > 1:
         from .callbacks import MultiTargetLoss, multi_target_metrics
         sizes = [len(v) for v in dls.vocab]
-        kw.update(n_out=sum(sizes), loss_func=MultiTargetLoss(sizes, c.get('label_smoothing', 0)),
+        kw.update(n_out=sum(sizes), loss_func=MultiTargetLoss(sizes, c['label_smoothing']),
                   metrics=multi_target_metrics(sizes, targets))
     else:
         from fastai.vision.all import LabelSmoothingCrossEntropyFlat, error_rate
         kw['metrics'] = error_rate
-        if c.get('label_smoothing'): kw['loss_func'] = LabelSmoothingCrossEntropyFlat(eps=c['label_smoothing'])
+        if c['label_smoothing']: kw['loss_func'] = LabelSmoothingCrossEntropyFlat(eps=c['label_smoothing'])
     fixed = zoo.fixed_input_size(c['arch'])
     if fixed and tuple(c['size']) != fixed:
         # ViT / Swin at another size: timm builds the model for it and resamples the pretrained position embeddings
@@ -38,7 +37,7 @@ def build_learner(c, comp, run, workdir, for_training=False):
         # axes: without a pool size in its config fastai takes timm's own pooled output and adds no pooling
         overlay['pool_size'] = None
     pretrained = bool(c['pretrained']) and for_training
-    if pretrained and c.get('weights'): overlay['file'] = str(zoo.weights_file(c['arch'], c['weights']))
+    if pretrained and c['weights']: overlay['file'] = str(zoo.weights_file(c['arch'], c['weights']))
     elif pretrained: zoo.check_hub(c['arch'])
     if overlay: kw['pretrained_cfg_overlay'] = overlay
     try:
@@ -47,7 +46,7 @@ def build_learner(c, comp, run, workdir, for_training=False):
     except (OSError, RuntimeError, ValueError) as e:
         if not pretrained: raise
         raise CompError(f'could not load pretrained weights for {c["arch"]} ({type(e).__name__}): {zoo.NO_WEIGHTS}') from e
-    norm = c.get('normalize', zoo.normalization(c['arch']) if c['pretrained'] else None)
+    norm = c['normalize']
     if norm:  # the pretrained model's own statistics, recorded in the config
         dls.add_tfms([Normalize.from_stats(norm['mean'], norm['std'])], 'after_batch')
     return learn
@@ -65,21 +64,29 @@ def training_learner(c, comp, run, workdir):
         learn.model = learn.model.to(memory_format=torch.channels_last)
     # fastai counts samples: one optimizer step per bs x accum images keeps the recipe's effective batch.
     if c['accum'] > 1: learn.add_cb(GradientAccumulation(c['bs'] * c['accum']))
-    if c.get('mixup'):
+    if c['mixup']:
         from fastai.callback.mixup import MixUp
         learn.add_cb(MixUp(c['mixup']))
-    if c.get('cutmix'):
+    if c['cutmix']:
         from fastai.callback.mixup import CutMix
         learn.add_cb(CutMix(c['cutmix']))
-    if c.get('sync_free'):
+    if c['sync_free']:
         # No read back to the CPU per batch, so the CPU prepares the next batch while the GPU trains (comp.loop).
         # Opt-in until its GPU figures are measured (bench/README.md); on a CPU there is nothing to overlap.
         from .loop import sync_free
         sync_free(learn)
-    if c.get('procs', 1) > 1:
+    if c['procs'] > 1:
         from .distributed import to_distributed
         to_distributed(learn)
     return learn, p
+
+
+def save_model(path, learn):
+    """The learner's weights and optimizer as fastai's `Learner.save` writes them, but atomically: a full disk or a
+    kill leaves no half-written model."""
+    from fastai.learner import save_model as fastai_save
+    from .files import atomic_path
+    with atomic_path(path) as tmp: fastai_save(tmp, learn.model, getattr(learn, 'opt', None))
 
 
 def adamw(params, **kw):

@@ -27,3 +27,9 @@ def alive(pid, since=None):
     except (OSError, ValueError, OverflowError): return False
     try: return Path(f'/proc/{pid}/stat').read_text().split(')')[-1].split()[0] != 'Z'
     except OSError: return True
+
+
+def device():
+    """The GPU's name, or 'cpu' (asking starts CUDA: a process that forks data-parallel workers asks later)."""
+    import torch
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'

@@ -29,7 +29,7 @@ def setup(smoke=False, name=competition.PADDY, workdir='.'):
 def config(arch, smoke=False, workdir='.', **kw):
     """A TrainConfig for `arch`: pretrained weights from the attached weights dataset when it holds them; in smoke
     mode without them, none (tiny models from scratch); in smoke mode one epoch and no worker processes."""
-    from .train import TrainConfig
+    from .config import TrainConfig
     w = kaggle.weights_for(arch, workdir)
     if w is not None:
         kw.setdefault('pretrained', True)
@@ -48,19 +48,17 @@ def train(cfg, workdir='.', quiet=False, procs=None):
     data-parallel processes (a Kaggle 2xT4 notebook: 2), started by accelerate's notebook_launcher."""
     import dataclasses
     from . import train as tr
+    from .config import resolve
     if procs is not None: cfg = dataclasses.replace(cfg, procs=procs)
     comp = competition.find(cfg.data, workdir)
-    want = tr.identity(tr.resolve(cfg, comp))
-    for row in sorted(runs.table(workdir), key=lambda r: r['run'], reverse=True):
-        run = runs.find(row['run'], workdir)
-        if row['status'] not in ('complete', 'incomplete'): continue
-        c = run.config
-        if {k: v for k, v in tr.identity(c).items() if k in want} != want: continue
-        if row['status'] == 'complete':
-            print(f'{run.name}: already trained, validation error {row["error"]:.4f}')
-            return run
+    run = runs.trained(resolve(cfg, comp), workdir)
+    if run is not None and run.status == 'complete':
+        err = run.result.get('valid_error')
+        print(f'{run.name}: already trained, ' + (f'validation error {err:.4f}' if err is not None else 'no validation set'))
+        return run
+    if run is not None:
         print(f'{run.name}: resuming')
-        return tr.train(None, workdir=workdir, resume=run.name, quiet=quiet)
+        return tr.train(None, workdir=workdir, resume=run, quiet=quiet)
     return tr.train(cfg, workdir=workdir, quiet=quiet)
 
 

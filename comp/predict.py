@@ -4,7 +4,7 @@ import sys
 from . import competition, runs, submission
 from .errors import CompError
 from .learner import build_learner, error, no_bars, valid_preds
-from .train import no_validation
+from .config import no_validation
 
 
 def load_learner(run, workdir='.', comp=None):

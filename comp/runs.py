@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import CompError
 from .files import read_json, write_csv, write_json
-from .machine import alive, cpus, started
+from .machine import alive, cpus, device as machine_device, started
 
 RUNS_DIR = 'runs'
 MODEL, CHECKPOINT = 'model', 'checkpoint'   # fastai's save names: <name>.pth in the run directory
@@ -54,8 +54,10 @@ class Run:
 
     @property
     def config(self):
-        """The resolved config the run was trained with."""
-        if self._config is None: self._config = read_json(self.config_file)
+        """The resolved config the run was trained with (a record older than a setting gets the value it trained with)."""
+        if self._config is None:
+            from .config import upgrade
+            self._config = upgrade(read_json(self.config_file))
         return self._config
 
     def write_config(self, config):
@@ -108,6 +110,22 @@ class Run:
         rec.update(extra, status=status, pid=os.getpid(), started=started(os.getpid()),
                    updated=time.strftime('%Y-%m-%d %H:%M:%S'))
         write_json(self.status_file, rec)
+
+    @property
+    def env(self):
+        """Versions, git commit, device and command line the run recorded ({} when it has none)."""
+        return read_json(self.env_file) if self.env_file.exists() else {}
+
+    def write_env(self, device=True): write_json(self.env_file, environment(device))
+
+    def record_stop(self, e, lost=False):
+        """Record why training stopped: Ctrl-C (or comp auto's deadline), or a partner process `lost`, leaves the run
+        incomplete (resumable), anything else failed."""
+        stopped = isinstance(e, KeyboardInterrupt) or lost
+        if stopped: e.comp_run = self.name  # the CLI says how to resume it
+        try: self.set_status('incomplete' if stopped else 'failed', error=(str(e) or type(e).__name__)[:500],
+                             user_error=isinstance(e, CompError))
+        except OSError: pass  # a full or read-only disk: the error being raised says so
 
     @property
     def status(self):
@@ -180,15 +198,9 @@ def create(workdir, cfg, device=True):
             path, k = Path(f'{base}-{k}'), k + 1
     run = Run(path)
     write_json(run.config_file, cfg)
-    write_json(run.env_file, environment(device))
+    run.write_env(device)
     run.set_status('running')
     return run
-
-
-def read_env(run): return read_json(run.env_file) if run.env_file.exists() else {}
-
-
-def write_env(run): write_json(run.env_file, environment())
 
 
 def find(run, workdir='.'):
@@ -208,11 +220,7 @@ def environment(device=True):
         except PackageNotFoundError: vers[pkg] = None
     env = {'python': sys.version.split()[0], 'platform': platform.platform(), 'packages': vers,
            'cpu_count': cpus(), 'git_commit': git_commit(), 'argv': sys.argv}
-    if not device: return env
-    try:
-        import torch
-        env['device'] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'
-    except ImportError: pass
+    if device: env['device'] = machine_device()
     return env
 
 
@@ -244,6 +252,21 @@ def all_runs(workdir='.'):
     """Every run (and CV group) under `workdir/runs`, oldest first."""
     root = Path(workdir) / RUNS_DIR
     return [Run(p) for p in sorted(root.iterdir()) if Run(p).config_file.exists()] if root.exists() else []
+
+
+def trained(c, workdir='.', kind=None):
+    """The newest run (with kind 'cv', CV group) trained before with resolved config `c`, complete or incomplete
+    (to resume), else None: how a notebook, a CV group and comp auto find their earlier work. The rule: the record
+    holds every setting of `c`'s identity (comp.config.identity) with the same value; it may hold more."""
+    from .config import identity
+    want = identity(c)
+    for r in reversed(all_runs(workdir)):
+        try:
+            if r.config.get('kind') != kind or r.status not in ('complete', 'incomplete'): continue
+            have = identity(r.config['train'] if kind == 'cv' else r.config)
+        except (CompError, KeyError, TypeError, ValueError, AttributeError): continue  # an unreadable record is not it
+        if {k: v for k, v in have.items() if k in want} == want: return r
+    return None
 
 
 def _members(run):

@@ -49,11 +49,11 @@ def workspace(tiny_sample, tmp_path, monkeypatch):
 def two_runs(tiny_sample, tmp_path_factory):
     """(workspace, run a, run b): two tiny test_convnext runs on the tiny sample's shared split, trained once for
     every module that predicts, ensembles or reads what a run records. Tests may add predictions and submissions."""
-    from comp import train
+    from comp import config, train
     ws = tmp_path_factory.mktemp('two-runs')
     competition.record(competition.load(tiny_sample), ws)
-    a = train.train(train.TrainConfig(arch='test_convnext', epochs=2, workers=0), workdir=ws, quiet=True)
-    b = train.train(train.TrainConfig(arch='test_convnext', epochs=1, lr=0.03, workers=0), workdir=ws, quiet=True)
+    a = train.train(config.TrainConfig(arch='test_convnext', epochs=2, workers=0), workdir=ws, quiet=True)
+    b = train.train(config.TrainConfig(arch='test_convnext', epochs=1, lr=0.03, workers=0), workdir=ws, quiet=True)
     return ws, a, b
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from comp import auto, competition, runs, submission, train
+from comp import auto, competition, config, runs, submission, train
 from comp.callbacks import Deadline, DeadlineReached
 from comp.errors import ConfigError
 from conftest import comp_cli
@@ -159,7 +159,7 @@ def test_bad_arguments_fail_in_one_line_before_probing(ws):
 
 
 def test_a_run_stopped_at_its_deadline_is_incomplete_and_resumes(ws):
-    cfg = train.TrainConfig(arch='test_convnext', epochs=1, workers=0, seed=7)
+    cfg = config.TrainConfig(arch='test_convnext', epochs=1, workers=0, seed=7)
     stop = Deadline(time.time() + 3600, epoch_s=7200, what='the test deadline')   # no epoch fits in what is left
     with pytest.raises(DeadlineReached, match='stopped at the test deadline'):
         train.train(cfg, workdir=ws, quiet=True, cbs=[stop])

@@ -12,7 +12,7 @@ from fastcore.basics import defaults
 from comp import runs, train
 from comp.averaging import average
 from comp.predict import load_learner
-from comp.train import TrainConfig
+from comp.config import TrainConfig
 
 slow = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 
 from comp import competition, cv, ensemble, predict, runs
 from comp.learner import error
-from comp.train import TrainConfig
+from comp.config import TrainConfig
 from conftest import comp_cli, ended_pid
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from comp import competition, distributed, runs, train
+from comp import competition, config, distributed, runs, train
 from comp.errors import CompError, ConfigError
 from conftest import comp_cli
 
@@ -122,13 +122,13 @@ def test_bad_process_counts_say_how_to_fix(monkeypatch, workspace):
     with pytest.raises(ConfigError, match=f'more than the {cpus()} CPU cores'):
         distributed.check_procs(cpus() + 1, gpus=0)
     with pytest.raises(ConfigError, match='--ema is not supported with --procs 2'):
-        train.train(train.TrainConfig(arch='test_convnext', procs=2, ema=0.99), quiet=True)
+        train.train(config.TrainConfig(arch='test_convnext', procs=2, ema=0.99), quiet=True)
     with pytest.raises(ConfigError, match='training images each of the 2 processes gets'):
-        train.train(train.TrainConfig(arch='test_convnext', procs=2, bs=60), quiet=True)
+        train.train(config.TrainConfig(arch='test_convnext', procs=2, bs=60), quiet=True)
     for k, v in LAUNCHER.items(): monkeypatch.setenv(k, v)
     with pytest.raises(ConfigError, match='the launcher started 2 processes: drop --procs'):
-        train.resolve(train.TrainConfig(arch='test_convnext', procs=3))
-    assert train.resolve(train.TrainConfig(arch='test_convnext'))['procs'] == 2
+        config.resolve(config.TrainConfig(arch='test_convnext', procs=3))
+    assert config.resolve(config.TrainConfig(arch='test_convnext'))['procs'] == 2
     assert not (workspace / 'runs').exists()
 
 

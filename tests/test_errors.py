@@ -33,7 +33,7 @@ def snapshot(ws):
 
 def fake_run(ws, tiny_sample, status='incomplete', **extra):
     """A run folder as `runs.create` makes it, without training, in status `status` (from a process that is gone)."""
-    from comp.train import TrainConfig, resolve
+    from comp.config import TrainConfig, resolve
     c = resolve(TrainConfig(arch='test_convnext', epochs=1, workers=0), competition.load(tiny_sample))
     run = runs.create(ws, c)
     rec = {**run.status_record(), 'status': status, 'pid': ended_pid(), **extra}
@@ -89,10 +89,10 @@ SETTINGS = [
 
 @pytest.mark.parametrize('kw, msg', SETTINGS, ids=[m for _, m in SETTINGS])
 def test_impossible_settings_fail_before_a_run_exists(workspace, kw, msg):
-    from comp import train
+    from comp import config, train
     before = snapshot(workspace)
     with pytest.raises(CompError, match=msg.replace('[', r'\[').replace(']', r'\]')):
-        train.train(train.TrainConfig(**{'arch': 'test_convnext', 'epochs': 1, 'workers': 0, **kw}), quiet=True)
+        train.train(config.TrainConfig(**{'arch': 'test_convnext', 'epochs': 1, 'workers': 0, **kw}), quiet=True)
     assert snapshot(workspace) == before and not (workspace / 'runs').exists()
 
 
@@ -331,10 +331,10 @@ def test_a_read_only_workspace_is_one_line(tiny_sample, tmp_path):
 @pytest.fixture(scope='module')
 def trained(tiny_sample, tmp_path_factory):
     """(workspace, run): one tiny test_convnext run for every predict and resume case here; tests may add files."""
-    from comp import train
+    from comp import config, train
     ws = tmp_path_factory.mktemp('errors-ws')
     competition.record(competition.load(tiny_sample), ws)
-    return ws, train.train(train.TrainConfig(arch='test_convnext', epochs=1, workers=0), workdir=ws, quiet=True)
+    return ws, train.train(config.TrainConfig(arch='test_convnext', epochs=1, workers=0), workdir=ws, quiet=True)
 
 
 @slow

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from comp import competition, train
+from comp import competition, config, train
 from comp.learner import training_learner
 
 READS = {'item', 'cpu', 'tolist', 'numpy', '__bool__', '__float__', '__int__', '__index__', '__format__',
@@ -85,7 +85,7 @@ def fit(free, workspace, epochs=2, bs=8):
     from fastai.vision.all import set_seed
     from comp.loop import sync_free
     comp = competition.find()
-    c = train.resolve(train.TrainConfig(arch='test_convnext', epochs=epochs, workers=0, bs=bs, lr=1e-2), comp)
+    c = config.resolve(config.TrainConfig(arch='test_convnext', epochs=epochs, workers=0, bs=bs, lr=1e-2), comp)
     set_seed(42)
     learn, _ = training_learner(c, comp, workspace, workspace)  # fastai's progress bars on
     if free: sync_free(learn, every=3600)

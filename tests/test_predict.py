@@ -8,7 +8,7 @@ import pytest
 from comp import competition, predict, runs, submission
 from comp.cache import cache_of
 from comp.learner import build_learner, error
-from comp.train import TrainConfig, resolve
+from comp.config import TrainConfig, resolve
 from comp.tta import tta
 
 

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from comp import competition, data, predict, pseudo, runs, train
+from comp import competition, config, data, predict, pseudo, runs, train
 from comp.errors import CompError
 from conftest import comp_cli
 
@@ -51,7 +51,7 @@ def test_pseudo_labelled_images_never_validate_and_the_split_is_the_sources(deri
         split = data.shared_split(comp, here, 42, **kw)
         source = data.shared_split(competition.load(a.config['data']), ws, 42, **kw)
         pd.testing.assert_frame_equal(split, source)
-    run = train.train(train.TrainConfig(arch='test_convnext', epochs=1, workers=0, folds=2, fold=1, data=str(dest)),
+    run = train.train(config.TrainConfig(arch='test_convnext', epochs=1, workers=0, folds=2, fold=1, data=str(dest)),
                       workdir=here, quiet=True)
     valid = pd.read_csv(run / 'preds_valid.csv', dtype={'image_id': str})
     assert not set(valid['image_id']) & ids and len(valid) == (split['fold'] == 1).sum()
@@ -70,4 +70,4 @@ def test_bad_pseudo_input(derived, tmp_path):
     with pytest.raises(CompError, match='no record of the runs'): pseudo.pseudo(bare, 0.5, tmp_path / 'z', workdir=ws)
     assert not any((tmp_path / d).exists() for d in 'xyz')
     with pytest.raises(CompError, match='--target disease'):
-        train.resolve(train.TrainConfig(arch='test_convnext', target='disease+variety'), competition.load(dest))
+        config.resolve(config.TrainConfig(arch='test_convnext', target='disease+variety'), competition.load(dest))

@@ -14,10 +14,10 @@ import pytest
 import timm
 import torch
 
-from comp import competition, runs, train
+from comp import competition, config, runs, train
 from comp.errors import CompError, ConfigError
 from comp.learner import build_learner, no_bars, training_learner
-from comp.train import TrainConfig, resolve
+from comp.config import TrainConfig, resolve
 from conftest import comp_cli, ended_pid
 
 slow = pytest.mark.slow
@@ -306,7 +306,7 @@ def test_a_finished_run_gives_its_cache_back(workspace, tmp_path, monkeypatch):
     # in /dev/shm (memory) until the garbage collector happened to run.
     (tmp_path / 'cache').mkdir()
     monkeypatch.setenv('COMP_DECODE_CACHE_DIR', str(tmp_path / 'cache'))
-    run = train.train(train.TrainConfig(arch='test_convnext', epochs=1, workers=0), quiet=True)
+    run = train.train(config.TrainConfig(arch='test_convnext', epochs=1, workers=0), quiet=True)
     assert json.loads((run / 'result.json').read_text())['decode_cache'].endswith(str(tmp_path / 'cache'))
     assert list((tmp_path / 'cache').iterdir()) == []
 
