@@ -15,7 +15,7 @@
 The process is pinned to --cores CPUs (Kaggle's GPU notebooks have 4), and the DataLoader workers with it.
 Images/s are for the training phase of each epoch (validation is skipped), worker start-up included.
 Needs CUDA for bf16/fp16; `--precision fp32` runs anywhere (a smoke test on a CPU).
-`--compile` compiles every learner's model (comp.loop.compile_model), `--channels-last` converts it.
+`--compile` compiles every learner's model (compile_model below), `--channels-last` converts it.
 Usage: python bench/train_bench.py [--scale full] [--cores 4] [--precision bf16 fp16] [--epochs 3] [--compile]"""
 import os
 import tempfile
@@ -140,7 +140,7 @@ def main():
                     help="DataLoader workers, one run each (default: comp's and fastai's own)")
     ap.add_argument('--precision', nargs='+', default=['bf16', 'fp16'])
     ap.add_argument('--channels-last', action='store_true')
-    ap.add_argument('--compile', action='store_true', help="torch.compile each model (comp.loop.compile_model)")
+    ap.add_argument('--compile', action='store_true', help="torch.compile each model (compile_model below)")
     ap.add_argument('--inputs', nargs='+', default=['synthetic', 'comp', 'recipe', 'plain'],
                     choices=['synthetic', 'synthetic-adam', 'synthetic-aug', 'comp', 'recipe', 'plain',
                              'synthetic-ahead', 'synthetic-aug-ahead', 'comp-ahead',
@@ -157,7 +157,7 @@ def main():
     from fastai.vision.all import Adam, ImageDataLoaders, Resize, aug_transforms, set_seed, vision_learner
     from comp import cache, competition, config, resize, train, zoo
     from comp.learner import training_learner
-    from comp.loop import compile_model, sync_free
+    from comp.loop import sync_free
     from comp.machine import cpus
     comp = competition.load(src)
     say('competition loaded')
@@ -234,6 +234,27 @@ def main():
     record(name, rows,
            {'scale': a.scale, 'arch': a.arch, 'size': a.size, 'bs': a.bs, 'epochs': a.epochs, 'cores': cpus(),
             'channels_last': a.channels_last, 'compile': a.compile})
+
+
+def compile_model(learn, **kw):
+    """torch.compile `learn.model` in place (its state dict and submodules unchanged); a model that fails to
+    compile runs uncompiled, with one line saying so. `kw` go to torch.compile. Returns `learn`."""
+    model = learn.model
+    eager = model.forward
+    import torch
+    compiled = torch.compile(eager, **kw)
+    state = {'ok': True}
+
+    def forward(*a, **k):
+        if state['ok']:
+            try: return compiled(*a, **k)
+            except Exception as e:  # noqa: BLE001 - any compile failure: train uncompiled
+                state['ok'] = False
+                msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ''
+                print(f'torch.compile failed ({type(e).__name__}: {msg}): training uncompiled', flush=True)
+        return eager(*a, **k)
+    model.forward = forward
+    return learn
 
 
 if __name__ == '__main__':

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from .config import TrainConfig, given
+from .config import BETA, TrainConfig, given
 from .errors import describe
 
 app = typer.Typer(help='comp: a Kaggle image-classification competition from data to leaderboard with fastai and timm.',
@@ -153,7 +153,7 @@ def auto(cfg, hours: float = typer.Option(..., help='Time budget in hours, probe
     out = run_auto(hours, candidates=candidates, folds=folds, submit=submit, dry_run=dry_run, tta=tta, message=message,
                    data=options.pop('data', None), echo=typer.echo, refit=refit, **options)
     if out.get('dry_run'):
-        typer.echo(f'plan saved in auto/plan.json; nothing trained (--dry-run)')
+        typer.echo('plan saved in auto/plan.json; nothing trained (--dry-run)')
         return
     typer.echo(f'done in {out["elapsed_s"] / 60:.1f} min of {out["budget_s"] / 60:.1f}: {out["submission"]}')
 
@@ -161,7 +161,7 @@ def auto(cfg, hours: float = typer.Option(..., help='Time budget in hours, probe
 @app.command()
 def predict(run: str = typer.Argument(..., help='A run directory or name from `comp runs`.'),
             tta: int = typer.Option(0, help='Test-time augmentation passes (0: none; fastai uses 4).'),
-            beta: float = typer.Option(0.25, help='Weight of the plain pass in TTA.'),
+            beta: float = typer.Option(BETA, help='Weight of the plain pass in TTA.'),
             name: Optional[str] = typer.Option(None, help='Submission name (default: the run name).')):
     """Predict the test set with a run and write a validated submission to submissions/."""
     from .predict import predict as run_predict
@@ -192,7 +192,7 @@ def ensemble(run: List[str] = typer.Argument(..., help='Two or more run director
              blend: Optional[str] = typer.Option(None, help='Comma-separated blend weights, one per run (default: equal).'),
              search_weights: bool = typer.Option(False, '--search-weights', help='Pick weights that minimise validation error.'),
              tta: int = typer.Option(0, help='Use each run\'s TTA predictions with this many passes.'),
-             beta: float = typer.Option(0.25, help='Weight of the plain pass in TTA.'),
+             beta: float = typer.Option(BETA, help='Weight of the plain pass in TTA.'),
              name: Optional[str] = typer.Option(None, help='Submission name.')):
     """Average the probabilities of runs that share a vocab and write the ensemble's submission.
 

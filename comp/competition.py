@@ -71,10 +71,6 @@ class Competition:
         """Test image ids in sample_submission's order."""
         return list(self.sample_df()[self.layout.id_col])
 
-    def test_files(self):
-        """Test image paths in sample_submission's order."""
-        return [self.test_path / i for i in self.test_ids()]
-
     def info(self):
         """What `comp.json` records about this competition."""
         return {'data': str(self.path), 'competition': self.name, 'layout': asdict(self.layout)}

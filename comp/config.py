@@ -23,7 +23,9 @@ def option(default, help, cli=None, flag=None):
 
 @dataclass
 class TrainConfig:
-    """What a run is trained with. A None is the recipe's value (comp.zoo), filled in by `resolve`."""
+    """What a run is trained with. A None is a value `resolve` fills in: the recipe's (size, resize, bs, accum, lr,
+    epochs, schedule, pretrained: comp.zoo), the augmentation's (data.AUG), this machine's (workers, procs), or
+    nothing (data: the recorded competition; weights, folds, sizes: not used)."""
     arch: str = option('convnext_small', 'A recipe from `comp zoo` or any timm model name.')
     data: str = option(None, 'Competition folder (default: the one `comp sample`/`comp setup` recorded here).', cli='path')
     size: tuple = option(None, 'Training image size, e.g. 224 or 256x192 (height x width).', cli=str)
@@ -194,7 +196,7 @@ def _resolve_regularisers(out):
     if out['mixup'] and out['cutmix']: raise ConfigError('--mixup and --cutmix: use one of them')
     if (out['mixup'] or out['cutmix']) and out['target'] != 'disease':
         raise ConfigError('--mixup/--cutmix mix one label per image: use them with --target disease')
-    if out['keep'] == 'best' and no_validation(out):
+    if out['keep'] == 'best' and data.no_validation(out):
         raise ConfigError('--keep best picks an epoch by validation error, and --valid-pct 0 leaves no validation set: use --keep last')
     out['average_last'] = _int(out, 'average_last', lambda v: v >= 0, 'use 0 (off) or K >= 2')
     if out['average_last'] and out['keep'] == 'best':
@@ -220,14 +222,6 @@ def _resolve_regularisers(out):
 
 
 def _split_sizes(sizes): return sizes.split(',') if isinstance(sizes, str) else sizes
-
-
-def no_validation(c):
-    """Whether a config trains on every training image (--valid-pct 0, e.g. a CV group's refit): no validation score."""
-    return not c.get('folds') and c.get('valid_pct') == 0
-
-
-NO_VALIDATION = 'trained on every training image (--valid-pct 0): it has no validation score of its own'
 
 
 def total_epochs(c):

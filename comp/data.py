@@ -57,11 +57,26 @@ def shared_split(comp, workdir='.', seed=42, valid_pct=0.2, folds=None):
     return pd.read_csv(f, dtype={L.id_col: str})
 
 
+def no_validation(c):
+    """Whether a config trains on every training image (--valid-pct 0, e.g. a CV group's refit): no validation set,
+    no validation score."""
+    return not c.get('folds') and c.get('valid_pct') == 0
+
+
+NO_VALIDATION = 'trained on every training image (--valid-pct 0): it has no validation score of its own'
+
+
+def valid_size(n, valid_pct=0.2, folds=None):
+    """How many of `n` training images validate (one fold's share with `folds`), as scikit-learn sizes the split."""
+    import math
+    return math.ceil(n / folds if folds else n * valid_pct)
+
+
 def valid_ids(comp, workdir='.', seed=42, valid_pct=0.2, folds=None, fold=0):
     """The validation image ids of the shared split (fold `fold` when `folds` is set); none for `valid_pct` 0 (a
     model trained on every image, such as a CV group's refit, which has no validation score of its own)."""
     if folds and folds >= 2 and not 0 <= fold < folds: raise ConfigError(f'--fold {fold} must be between 0 and {folds - 1}')
-    if not folds and valid_pct == 0: return set()
+    if no_validation({'folds': folds, 'valid_pct': valid_pct}): return set()
     split = shared_split(comp, workdir, seed, valid_pct, folds)
     return set(split.loc[split['fold'] == (fold if folds else 0), comp.layout.id_col])
 

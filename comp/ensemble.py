@@ -2,14 +2,12 @@
 import numpy as np
 
 from . import competition, runs, submission
+from .config import BETA, split_key
 from .errors import CompError
 from .learner import error
 from .predict import check_complete, predictions
 
-SPLIT_KEYS = ('seed', 'valid_pct', 'folds', 'fold')
-
-
-def ensemble(run_names, blend=None, name=None, tta=0, beta=0.25, search_weights=False, workdir='.'):
+def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=False, workdir='.'):
     """Average the runs' probabilities (weighted by `blend`), report validation error, write the submission;
     return its record (`submission`: the path; runs, weights, errors)."""
     if len(run_names) < 2: raise CompError('an ensemble needs at least two runs')
@@ -26,7 +24,7 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=0.25, search_weights=
     if any(not t.index.equals(tests[0].index) for t in tests):
         raise CompError('the runs predicted different test images: were they trained on different competitions?')
     cfgs = [r.config for r in rs]
-    shared = all(all(c.get(k) == cfgs[0].get(k) for k in SPLIT_KEYS) for c in cfgs)
+    shared = all(split_key(c) == split_key(cfgs[0]) for c in cfgs)
     out = {'runs': [r.name for r in rs], 'tta': tta, 'beta': beta if tta else None, 'shared_split': shared}
     valids = [v.set_index(id_col).sort_index() for _, v in preds]
     if shared and all(v.index.equals(valids[0].index) for v in valids):

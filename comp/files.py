@@ -1,4 +1,5 @@
-"""Atomic file writes, so an interrupted command never leaves a half-written file; hard links of images."""
+"""Atomic file and folder writes, so an interrupted command never leaves a half-written file or folder; hard links
+of images."""
 import errno
 import json
 import os
@@ -37,6 +38,33 @@ def atomic_path(path):
                         'run the command again') from e
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
+
+
+@contextmanager
+def atomic_dir(dest):
+    """Yield a hidden temporary folder beside `dest` (which must be absent or empty); rename it to `dest` only if the
+    block succeeds, so an interrupted command leaves nothing half-made. The folder gets the mode any other new folder
+    would (0777 less the umask), not mkdtemp's private 0700. Its name holds this process's id, so one that a killed
+    process left is swept by the next call for the same `dest`."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sweep_partial(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.{os.getpid()}.', dir=dest.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if dest.exists(): dest.rmdir()
+        tmp.rename(dest)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp)
+
+
+def sweep_partial(dest):
+    """Remove the hidden partial folders that killed writes of `dest` left (`.NAME.PID.*` of a process that is gone)."""
+    from .machine import alive
+    for d in Path(dest).parent.glob(f'.{Path(dest).name}.*'):
+        pid = d.name[len(Path(dest).name) + 2:].split('.')[0]
+        if d.is_dir() and pid.isdigit() and not alive(int(pid)): shutil.rmtree(d, ignore_errors=True)
 
 
 def no_room(e):

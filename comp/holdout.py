@@ -1,11 +1,9 @@
 """`comp holdout`: a local competition carved from a real one's training set, scored offline."""
-import shutil
-import tempfile
 from pathlib import Path
 
 from . import competition
 from .errors import ConfigError
-from .files import link_or_copy, write_csv
+from .files import atomic_dir, link_or_copy, write_csv
 
 
 def holdout(dest, frac=0.25, seed=42, data=None, workdir='.'):
@@ -23,9 +21,7 @@ def holdout(dest, frac=0.25, seed=42, data=None, workdir='.'):
     train = pd.read_csv(comp.path / L.train_csv, dtype=str, keep_default_na=False)
     tr, te = train_test_split(train, test_size=frac, stratify=train[L.label_col], random_state=seed)
     te = te.sort_values(L.id_col)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.', dir=dest.parent))
-    try:
+    with atomic_dir(dest) as tmp:
         for i, lbl in zip(tr[L.id_col], tr[L.label_col]):
             link_or_copy(comp.train_path / lbl / i, tmp / L.train_dir / lbl / i)
         for i, lbl in zip(te[L.id_col], te[L.label_col]):
@@ -33,8 +29,4 @@ def holdout(dest, frac=0.25, seed=42, data=None, workdir='.'):
         write_csv(tmp / L.train_csv, tr.sort_values([L.label_col, L.id_col]))
         write_csv(tmp / L.sample_csv, pd.DataFrame({L.id_col: te[L.id_col], L.label_col: ''}))
         write_csv(tmp / L.solution_csv, te[[L.id_col, L.label_col]])
-        if dest.exists(): dest.rmdir()
-        tmp.rename(dest)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp)
     return dest

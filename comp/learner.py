@@ -3,7 +3,7 @@ weights, the optimizer, precision, progress output; and the validation predictio
 from pathlib import Path
 
 from . import data, zoo
-from .config import TARGETS
+from .config import TARGETS, split_key
 from .errors import CompError, ConfigError
 
 
@@ -12,7 +12,7 @@ def build_learner(c, comp, run, workdir, for_training=False):
 
     A learner not for training predicts: its decode-once cache holds the test and validation images."""
     from fastai.vision.all import Normalize, vision_learner
-    valid = data.valid_ids(comp, workdir, c['seed'], c['valid_pct'], c['folds'], c['fold'])
+    valid = data.valid_ids(comp, workdir, **split_key(c))
     targets = TARGETS[c['target']]
     test = () if for_training else list(data.test_items(comp)['path'])
     dls = data.dataloaders(comp, valid, c['size'], c['resize'], c['bs'], targets, c['workers'], c['seed'],

@@ -299,23 +299,3 @@ def sync_free(learn, every=0.5):
         if not any(isinstance(cb, cls) for cb in learn.cbs): learn.add_cb(cls())
     _sync_free_dls(learn.dls)
     return learn
-
-
-def compile_model(learn, **kw):
-    """torch.compile `learn.model` in place (its state dict and submodules unchanged); a model that fails to
-    compile runs uncompiled, with one line saying so. `kw` go to torch.compile. Returns `learn`."""
-    model = learn.model
-    eager = model.forward
-    compiled = torch.compile(eager, **kw)
-    state = {'ok': True}
-
-    def forward(*a, **k):
-        if state['ok']:
-            try: return compiled(*a, **k)
-            except Exception as e:  # noqa: BLE001 - any compile failure: train uncompiled
-                state['ok'] = False
-                msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ''
-                print(f'torch.compile failed ({type(e).__name__}: {msg}): training uncompiled', flush=True)
-        return eager(*a, **k)
-    model.forward = forward
-    return learn

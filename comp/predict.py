@@ -4,7 +4,8 @@ import sys
 from . import competition, runs, submission
 from .errors import CompError
 from .learner import build_learner, error, no_bars, valid_preds
-from .config import no_validation
+from .config import BETA
+from .data import no_validation
 
 
 def load_learner(run, workdir='.', comp=None):
@@ -53,12 +54,12 @@ def test_dl(learn, comp):
     return learn.dls.test_dl(test_items(comp))
 
 
-def predictions(run, tta=0, beta=0.25, workdir='.', comp=None):
+def predictions(run, tta=0, beta=BETA, workdir='.', comp=None):
     """(test, validation) probabilities of a run as DataFrames, computed once per TTA setting and stored in the run."""
     run = runs.find(run, workdir)
     comp = comp or competition.find(run.config['data'], workdir)
     if tta < 0: raise CompError(f'--tta {tta}: use 0 (none) or a number of passes such as 4')
-    if tta and not 0 <= beta <= 1: raise CompError(f'--beta {beta}: use a weight between 0 and 1 (fastai: 0.25)')
+    if tta and not 0 <= beta <= 1: raise CompError(f'--beta {beta}: use a weight between 0 and 1 (fastai: {BETA})')
     if run.members: return _group_predictions(run, tta, beta, workdir, comp)
     id_col = comp.layout.id_col
     if no_validation(run.config) and tta and run.has_preds('test', tta, beta):
@@ -96,7 +97,7 @@ def _group_predictions(group, tta, beta, workdir, comp):
     return test, oof
 
 
-def predict(run, tta=0, beta=0.25, workdir='.', name=None):
+def predict(run, tta=0, beta=BETA, workdir='.', name=None):
     """Write the run's test probabilities and a validated submission; return the submission's record
     (`submission`: its path; the run, TTA and validation errors)."""
     run = runs.find(run, workdir)
@@ -105,7 +106,7 @@ def predict(run, tta=0, beta=0.25, workdir='.', name=None):
     record = {'runs': [run.name], 'weights': [1.0], 'tta': tta, 'beta': beta if tta else None,
               'valid_error': run.result.get('valid_error'), 'valid_error_tta': error(valid, run.vocab) if tta and len(valid) else None}
     sub = submission.from_probs(comp, test, run.vocab)
-    default = f'{run.name}_tta{tta}{"" if beta == 0.25 else f"_beta{beta:g}"}' if tta else run.name
+    default = f'{run.name}_tta{tta}{"" if beta == BETA else f"_beta{beta:g}"}' if tta else run.name
     path = submission.write(comp, sub, name or default, record, workdir, default_name=name is None)
     return {**record, 'submission': path, 'asked_name': name or default}
 
@@ -117,7 +118,7 @@ def _frame(comp, ids, probs, vocab):
     return df
 
 
-def get_preds(learn, dl, tta=0, beta=0.25):
+def get_preds(learn, dl, tta=0, beta=BETA):
     """Probabilities for `dl`; with `tta` > 0, fastai's TTA (n augmented passes lerped with a plain pass)."""
     if not tta:
         preds, _ = learn.get_preds(dl=dl)

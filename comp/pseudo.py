@@ -4,12 +4,12 @@ about, labelled as they predicted them (pseudo-labels). Files are hard links, as
 The derived competition lists its pseudo-labelled rows in pseudo.csv; the shared split and folds are of the real
 training images only (comp.data), so they are the source's, and a pseudo-labelled image never validates."""
 import shutil
-import tempfile
 from pathlib import Path
 
 from . import competition, runs, submission
 from .errors import ConfigError
-from .files import link_or_copy, write_csv
+from .config import BETA
+from .files import atomic_dir, link_or_copy, write_csv
 
 
 def test_probs(path, workdir='.'):
@@ -22,7 +22,7 @@ def test_probs(path, workdir='.'):
                           'pseudo-labels need their probabilities; use a submission written by comp predict or comp ensemble')
     rs = [runs.find(r, workdir) for r in rec['runs']]
     comp = competition.find(rs[0].config['data'], workdir)
-    tta, beta = rec.get('tta') or 0, rec.get('beta') if rec.get('beta') is not None else 0.25
+    tta, beta = rec.get('tta') or 0, rec.get('beta') if rec.get('beta') is not None else BETA
     vocab, id_col = rs[0].vocab, comp.layout.id_col
     weights = rec.get('weights') or [1.0] * len(rs)
     tests = [predictions(r, tta, beta, workdir, comp)[0].set_index(id_col)[vocab] for r in rs]
@@ -49,9 +49,7 @@ def pseudo(path, threshold=0.9, dest=None, workdir='.'):
     labels = probs.loc[chosen].idxmax(axis=1)
     new = pd.DataFrame({c: '' for c in train.columns}, index=range(len(chosen)))
     new[L.id_col], new[L.label_col] = list(chosen), list(labels)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.', dir=dest.parent))
-    try:
+    with atomic_dir(dest) as tmp:
         for i, lbl in zip(train[L.id_col], train[L.label_col]): link_or_copy(comp.train_path / lbl / i, tmp / L.train_dir / lbl / i)
         for i in comp.test_ids(): link_or_copy(comp.test_path / i, tmp / L.test_dir / i)
         for i, lbl in zip(new[L.id_col], new[L.label_col]): link_or_copy(comp.test_path / i, tmp / L.train_dir / lbl / i)
@@ -62,9 +60,5 @@ def pseudo(path, threshold=0.9, dest=None, workdir='.'):
         write_csv(tmp / L.pseudo_csv, pd.DataFrame({L.id_col: list(chosen), L.label_col: list(labels),
                                                     'probability': top.loc[chosen].round(4).to_numpy(),
                                                     'submission': Path(path).name}))
-        if dest.exists(): dest.rmdir()
-        tmp.rename(dest)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp)
     competition.load(dest, name=comp.name)   # checked as any competition is
     return dest, len(chosen)

@@ -1,6 +1,6 @@
 """`comp resize`: a pre-resized copy of a competition's images, built in parallel and kept up to date.
 
-JPEG decoding of 480x640 photos is what starves the GPU on Kaggle's 2-4 cores (../shared/PADDY.md, part 2).
+JPEG decoding of 480x640 photos is what starves the GPU on Kaggle's 2-4 cores ("Road to the Top", part 2).
 Pillow's `draft` asks libjpeg to decode at 1/2, 1/4 or 1/8 scale directly, which is several times faster
 than decoding fully and then shrinking, whenever the target is at most half the source."""
 import shutil

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from .config import BETA
+from .data import no_validation
 from .errors import CompError
 from .files import read_json, write_csv, write_json
 from .machine import alive, cpus, device as machine_device, started
@@ -157,19 +159,19 @@ class Run:
         """The name of a TTA setting in file names and records: 'tta4_beta0.25'."""
         return f'tta{int(tta)}_beta{float(beta):g}'
 
-    def preds_file(self, split, tta=0, beta=0.25):
+    def preds_file(self, split, tta=0, beta=BETA):
         """Where the run keeps its 'test' or 'valid' probabilities for a TTA setting (0: none): every setting that
         changes them (passes and beta) is in the name, so one setting's file is never read for another."""
         return self.path / f'preds_{split}{"_" + self.tta_key(tta, beta) if tta else ""}.csv'
 
-    def has_preds(self, split, tta=0, beta=0.25): return self.preds_file(split, tta, beta).exists()
+    def has_preds(self, split, tta=0, beta=BETA): return self.preds_file(split, tta, beta).exists()
 
-    def read_preds(self, split, tta, id_col, beta=0.25):
+    def read_preds(self, split, tta, id_col, beta=BETA):
         """Stored probabilities, with the ids (column `id_col`) and labels read as strings."""
         import pandas as pd
         return pd.read_csv(self.preds_file(split, tta, beta), dtype={id_col: str, 'label': str})
 
-    def write_preds(self, split, df, tta=0, beta=0.25): write_csv(self.preds_file(split, tta, beta), df)
+    def write_preds(self, split, df, tta=0, beta=BETA): write_csv(self.preds_file(split, tta, beta), df)
 
     def record_tta_error(self, tta, beta, err):
         """Record the TTA validation error of a setting (in `tta_errors`, by `tta_key`), and as the last one used
@@ -242,7 +244,7 @@ def summary(run):
     cfg, res = run.config, run.result
     return {'run': run.name, 'arch': cfg['name'], 'size': 'x'.join(map(str, cfg['size'])), 'epochs': cfg['epochs'],
             'lr': cfg['lr'], 'precision': res.get('precision', cfg['precision']), 'target': cfg['target'],
-            'fold': f'{cfg["fold"]}/{cfg["folds"]}' if cfg.get('folds') else 'all' if cfg.get('valid_pct') == 0 else '-',
+            'fold': f'{cfg["fold"]}/{cfg["folds"]}' if cfg.get('folds') else 'all' if no_validation(cfg) else '-',
             'pseudo': cfg.get('pseudo', 0),
             'error': res.get('valid_error'), 'tta_error': res.get('valid_error_tta'),
             'minutes': round(res['seconds'] / 60, 1) if 'seconds' in res else None, 'status': run.status}

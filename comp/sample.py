@@ -1,12 +1,11 @@
 """A synthetic competition in exactly Paddy Doctor's layout, for demos, tests and benchmarks."""
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .errors import ConfigError
 from .machine import cpus
 
-# Real label counts of Paddy Doctor's train set (../shared/PADDY.md); the vocab order is sorted.
+# Real label counts of Paddy Doctor's train set (its Kaggle data page); the vocab order is sorted.
 COUNTS = {'bacterial_leaf_blight': 479, 'bacterial_leaf_streak': 380, 'bacterial_panicle_blight': 337,
           'blast': 1738, 'brown_spot': 965, 'dead_heart': 1442, 'downy_mildew': 620, 'hispa': 1594,
           'normal': 1764, 'tungro': 1088}
@@ -33,35 +32,12 @@ def scale_frac(scale):
 
 def write_sample(dest, scale='small', seed=42, workers=None):
     """Write the sample competition into `dest` (which must be empty or absent) and return its path."""
-    import shutil
-    import tempfile
+    from .files import atomic_dir
     frac, final = scale_frac(scale), Path(dest)
     if final.exists() and any(final.iterdir()):
         raise ConfigError(f'{final} is not empty: choose a new folder or delete it first')
-    final.parent.mkdir(parents=True, exist_ok=True)
-    sweep_partial(final)
-    # Written into a temporary sibling and renamed at the end, so an interrupted run leaves nothing half-made;
-    # the sibling's name holds this process's id, so a killed run's is swept by the next one.
-    dest = Path(tempfile.mkdtemp(prefix=f'.{final.name}.{os.getpid()}.', dir=final.parent))
-    try:
-        _write(dest, frac, seed, workers)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(dest, 0o777 & ~mask)  # mkdtemp's folder is private; the competition is not
-        if final.exists(): final.rmdir()
-        dest.rename(final)
-    finally:
-        if dest.exists(): shutil.rmtree(dest)
+    with atomic_dir(final) as tmp: _write(tmp, frac, seed, workers)
     return final
-
-
-def sweep_partial(final):
-    """Remove the hidden partial folders that killed writes of `final` left (`.NAME.PID.*` of a process that is gone)."""
-    import shutil
-    from .machine import alive
-    for d in Path(final).parent.glob(f'.{Path(final).name}.*'):
-        pid = d.name[len(Path(final).name) + 2:].split('.')[0]
-        if d.is_dir() and pid.isdigit() and not alive(int(pid)): shutil.rmtree(d, ignore_errors=True)
 
 
 def sample(dest, scale='small', seed=42, workdir='.'):

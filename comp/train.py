@@ -3,7 +3,7 @@ import sys
 import time
 
 from . import competition, data, plots, runs, zoo
-from .config import NO_VALIDATION, TrainConfig, flag, given, resolve, total_epochs
+from .config import TrainConfig, flag, given, resolve, split_key, total_epochs
 from .errors import CompError, ConfigError
 from .learner import error, no_bars, precision, save_model, training_learner, valid_preds
 
@@ -68,7 +68,6 @@ def _prepare(cfg, workdir, resume, quiet):
 def _check(c, comp, workdir):
     """Everything about a resolved config and this machine that can be checked before a run exists, so a mistake
     leaves no failed run (each setting's own check is in `config.resolve`)."""
-    import math
     from . import distributed as dist
     dist.check_run(c)
     if c['pretrained'] and c['weights']: zoo.weights_file(c['arch'], c['weights'])
@@ -77,7 +76,7 @@ def _check(c, comp, workdir):
         budget()  # a malformed COMP_DECODE_CACHE_GB fails now, not after the run folder exists
     n = len(comp.train_df())
     splits = c['folds'] >= 2 if c['folds'] else 0 <= c['valid_pct'] < 1  # else valid_ids says what is wrong
-    n_train = n - math.ceil(n / c['folds'] if c['folds'] else n * c['valid_pct'])  # as sklearn sizes the split
+    n_train = n - data.valid_size(n, c['valid_pct'], c['folds'])
     procs = c['procs']
     n_train //= procs   # each process trains on its share
     each = f' each of the {procs} processes gets' if procs > 1 else ''
@@ -85,7 +84,7 @@ def _check(c, comp, workdir):
         raise ConfigError(f'--bs {c["bs"]} is more than the {n_train} training images{each}: fastai drops the last '
                           f'partial batch, so no batch would train; use --bs {max(1, n_train // 4)} or less')
     # folds, fold, valid fraction and a stored split made for other images (the split is shared: writing it is fine)
-    data.valid_ids(comp, workdir, c['seed'], c['valid_pct'], c['folds'], c['fold'])
+    data.valid_ids(comp, workdir, **split_key(c))
 
 
 def _check_resume(run, cfg):
@@ -176,7 +175,7 @@ def _record(learn, p, c, comp, run, log, keeper, lr, t0):
     n_train = len(learn.dls.train_ds)
     err = error(valid, vocab) if has_valid else None
     saved['valid_error'] = err   # of the weights saved, which predict loads
-    extra = {} if has_valid else {'no_validation': NO_VALIDATION}
+    extra = {} if has_valid else {'no_validation': data.NO_VALIDATION}
     return {'valid_error': err, **extra, 'saved_weights': saved, 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
             'seconds': round(secs, 1),
             'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),

@@ -10,9 +10,10 @@ replayed from one decode as squish is; otherwise `Learner.tta` runs, reading the
 import random
 
 from .cache import budget, cache_of, nbytes
+from .config import BETA
 
 
-def tta(learn, dl, n=4, beta=0.25):
+def tta(learn, dl, n=4, beta=BETA):
     """Probabilities lerp(mean of `n` augmented passes, plain pass, `beta`), as `Learner.tta` defines them."""
     import torch
     from fastcore.basics import noop

@@ -35,7 +35,7 @@ class Recipe:
         return d
 
 
-# The reference recipe ("Road to the Top", ../shared/PADDY.md) sets these defaults: parts 1-3.
+# The reference recipe (Jeremy Howard's "Road to the Top" notebooks on Paddy Doctor, parts 1-3) sets these defaults.
 FULL = (640, 480)
 RECIPES = {r.name: r for r in [
     Recipe('resnet26d', 'resnet26d.bt_in1k', (128, 128), ('squish', (480, 480)), 64, 1, 0.01, 3),

@@ -10,6 +10,7 @@ import pytest
 from comp import competition, cv, ensemble, predict, runs
 from comp.learner import error
 from comp.config import TrainConfig
+from comp.errors import ConfigError
 from conftest import comp_cli, ended_pid
 
 pytestmark = pytest.mark.slow
@@ -124,3 +125,12 @@ def test_a_refit_trains_on_every_image_and_votes_on_the_test_images(groups, tiny
     out = predict.predict(refit, tta=1, workdir=ws)
     assert out['valid_error'] is None and out['valid_error_tta'] is None
     assert len(pd.read_csv(out['submission'])) == len(comp.test_ids())
+
+
+def test_resume_keeps_the_groups_own_folds(groups):
+    ws, a, _ = groups
+    with pytest.raises(ConfigError, match='its own 2 folds: drop --folds'):
+        cv.cv(None, folds=3, workdir=ws, resume=a)
+    r = comp_cli('cv', '--resume', a.name, '--folds', '3', cwd=ws)
+    assert r.returncode == 1 and 'drop --folds' in r.stderr and r.stderr.count('\n') == 1
+    assert a.status == 'complete' and len(a.members) == 2

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from comp import competition, config, train
+from comp import competition, config
 from comp.learner import training_learner
 
 READS = {'item', 'cpu', 'tolist', 'numpy', '__bool__', '__float__', '__int__', '__index__', '__format__',
@@ -174,30 +174,3 @@ def test_find_coeffs_solves_fastais_system():
     p2 = p1 + (torch.rand(5, 4, 2) - 0.5) * 0.4
     assert torch.equal(find_coeffs(p1, p2), fastai_coeffs(p1, p2))
     assert torch.equal(find_coeffs(p2, p1), fastai_coeffs(p2, p1))
-
-
-def test_compile_model_falls_back_to_eager_with_one_line(capsys):
-    from types import SimpleNamespace
-    from comp.loop import compile_model
-    torch.manual_seed(0)
-    x = torch.randn(4, 8)
-
-    def broken(gm, inputs): raise RuntimeError('this backend cannot compile\nsecond line')
-    learn = SimpleNamespace(model=torch.nn.Sequential(torch.nn.Linear(8, 3), torch.nn.ReLU()))
-    want = learn.model(x)
-    keys = list(learn.model.state_dict())
-    compile_model(learn, backend=broken)
-    assert torch.equal(learn.model(x), want) and torch.equal(learn.model(x), want)
-    out = capsys.readouterr().out
-    assert out.count('\n') == 1 and 'torch.compile failed' in out and 'training uncompiled' in out
-    assert list(learn.model.state_dict()) == keys and isinstance(learn.model[0], torch.nn.Linear)
-
-    calls = []
-    def counting(gm, inputs):
-        calls.append(1)
-        return gm.forward
-    ok = SimpleNamespace(model=torch.nn.Sequential(torch.nn.Linear(8, 3)))
-    want = ok.model(x)
-    compile_model(ok, backend=counting)
-    assert torch.equal(ok.model(x), want) and calls == [1]
-    assert capsys.readouterr().out == ''
