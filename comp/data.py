@@ -85,8 +85,7 @@ def item_tfms(resize):
     """fastai's item-level Resize for a recipe's ('squish'|'crop'|'pad', (h, w))."""
     from fastai.vision.all import PadMode, Resize, ResizeMethod
     method, size = resize
-    methods = {'squish': ResizeMethod.Squish, 'crop': ResizeMethod.Crop, 'pad': ResizeMethod.Pad}
-    if method not in methods: raise ConfigError(f'resize method {method!r}: use squish, crop or pad')
+    methods = {'squish': ResizeMethod.Squish, 'crop': ResizeMethod.Crop, 'pad': ResizeMethod.Pad}   # checked in config
     return Resize(tuple(size), method=methods[method], pad_mode=PadMode.Zeros)
 
 
