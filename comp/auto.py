@@ -1,11 +1,12 @@
-"""`comp auto`: the whole job within a time budget. Probe each candidate recipe on this machine, plan recipes, folds
-and epochs that fit (AutoGluon's presets with `time_limit` are the reference: best-quality recipe first, fewer
-folds and epochs when time is short), train the plan's steps in order (each a CV group, or a single run on the
-shared split: resumable, found again by their configs), ensemble what finished with searched weights, write the
-submission and, when asked, submit it.
+"""`comp auto`: the whole job within a time budget. Probe each candidate recipe on this machine (comp.probe), plan
+recipes, folds and epochs that fit (comp.plan), train the plan's steps in order (each a CV group, with its refit on
+every training image when `refit` is asked, or a single run on the shared split: resumable, found again by their
+configs), ensemble what finished with searched weights, write the submission and, when asked, submit it. The plan
+and the outcome are saved in `auto/`; run again with the same arguments, it goes on with the saved plan.
 
-A plan is a list of steps, each a dict with a `kind` (`cv`, `train`): running a step is `STEPS[kind]`, so another
-kind of step (a refit on all the data) is one more entry."""
+A plan is a list of steps, each a dict with a `kind` (`cv`, `train`), its recipe, folds, epochs and estimates, and
+`refit` on a CV step whose group also trains its refit (`comp.cv.cv(refit=True)`, resumed like its folds): running
+a step is `STEPS[kind]`, so another kind of step is one more entry there (and its cost in comp.plan)."""
 import math
 import time
 from dataclasses import replace
@@ -118,7 +119,7 @@ def _json(x):
     return json.dumps(x, sort_keys=True, default=str)
 
 
-# Running the plan.
+# Running the plan: each step in order while the budget has room for it, then the ensemble and the submission.
 
 def _execute(plan, comp, workdir, start, budget, submit, message, quiet, echo):
     from .callbacks import DeadlineReached
