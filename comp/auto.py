@@ -2,7 +2,8 @@
 recipes, folds and epochs that fit (comp.plan), train the plan's steps in order (each a CV group, with its refit on
 every training image when `refit` is asked, or a single run on the shared split: resumable, found again by their
 configs), ensemble what finished with searched weights, write the submission and, when asked, submit it. The plan
-and the outcome are saved in `auto/`; run again with the same arguments, it goes on with the saved plan.
+and the outcome are saved in `auto/`; run again with the same arguments and at most the same hours, it goes on
+with the saved plan.
 
 A plan is a list of steps, each a dict with a `kind` (`cv`, `train`), its recipe, folds, epochs and estimates, and
 `refit` on a CV step whose group also trains its refit (`comp.cv.cv(refit=True)`, resumed like its folds): running
