@@ -1,11 +1,13 @@
-"""`comp auto`: the whole job within a time budget. Probe each candidate recipe on this machine, plan recipes, folds
-and epochs that fit (AutoGluon's presets with `time_limit` are the reference: best-quality recipe first, fewer
-folds and epochs when time is short), train the plan's steps in order (each a CV group, or a single run on the
-shared split: resumable, found again by their configs), ensemble what finished with searched weights, write the
-submission and, when asked, submit it.
+"""`comp auto`: the whole job within a time budget. Probe each candidate recipe on this machine (comp.probe), plan
+recipes, folds and epochs that fit (comp.plan), train the plan's steps in order (each a CV group, with its refit on
+every training image when `refit` is asked, or a single run on the shared split: resumable, found again by their
+configs), ensemble what finished with searched weights, write the submission and, when asked, submit it. The plan
+and the outcome are saved in `auto/`; run again with the same arguments and at most the same hours, it goes on
+with the saved plan.
 
-A plan is a list of steps, each a dict with a `kind` (`cv`, `train`): running a step is `STEPS[kind]`, so another
-kind of step (a refit on all the data) is one more entry."""
+A plan is a list of steps, each a dict with a `kind` (`cv`, `train`), its recipe, folds, epochs and estimates, and
+`refit` on a CV step whose group also trains its refit (`comp.cv.cv(refit=True)`, resumed like its folds): running
+a step is `STEPS[kind]`, so another kind of step is one more entry there (and its cost in comp.plan)."""
 import math
 import time
 from dataclasses import replace
@@ -15,24 +17,13 @@ from .config import total_epochs
 from .errors import CompError, ConfigError
 from .files import read_json, write_json
 from .machine import device
+from .plan import FINAL_S, TTA, _hm, _too_short, describe, make_plan, margin
+from .probe import PROBE_SHARE, _probe_all
 
 AUTO_DIR = 'auto'                 # the plan and the last call's outcome, in the working folder
 PLAN_FILE, RESULT_FILE = 'plan.json', 'outcome.json'
 # Best quality first (Road to the Top, part 3: the large models won on Paddy), then smaller ones for short budgets.
 CANDIDATES = ('convnext_large', 'vit_large', 'swinv2_large', 'swin_large', 'convnext_small', 'vit_small', 'swinv2_base')
-TTA = 4                           # fastai's passes, when they fit
-PROBE_SHARE = 0.1                 # the probes may take at most this share of the budget
-PROBE_BATCHES = (10, 4)           # training and validation batches timed per candidate (fewer if the data has fewer)
-RECORD_S = 3.0                    # a run's records and plots after training (measured on 2 CPU cores: 1-2 s)
-FINAL_S = 5.0                     # the ensemble's weight search and the submission's files
-# Epochs as fractions of the recipe's. A fold count is cut when half its epochs do not fit; fewer than half the
-# epochs only on the single split, the last resort (0: one epoch).
-FRACTIONS, LAST_RESORT = (1, 0.75, 0.5), (0.33, 0.25, 0)
-
-
-def margin(budget_s):
-    """Seconds of the budget kept free of any estimate: estimates are a probe's, not a promise."""
-    return 0.02 * budget_s + 5
 
 
 def auto(hours, candidates=None, folds=5, submit=False, dry_run=False, tta=TTA, message=None, workdir='.',
@@ -63,7 +54,8 @@ def auto(hours, candidates=None, folds=5, submit=False, dry_run=False, tta=TTA, 
         echo(f'using the plan saved at {plan["created"]} for {_hm(plan["budget_s"])} ({_plan_file(workdir)}), '
              f'with {_hm(budget)} now')
     else:
-        probes, skipped = _probe_all(names, comp, workdir, options, PROBE_SHARE * budget, echo)
+        cfgs = [_train_config(arch, comp, options) for arch in names]
+        probes, skipped = _probe_all(cfgs, comp, workdir, PROBE_SHARE * budget, echo)
         plan = make_plan(probes, budget - (time.time() - start), len(comp.train_df()), len(comp.test_ids()),
                          folds, tta, options.get('valid_pct', 0.2), refit)
         plan.update(asked=asked, budget_s=budget, probe_s=round(time.time() - start, 1),
@@ -128,252 +120,7 @@ def _json(x):
     return json.dumps(x, sort_keys=True, default=str)
 
 
-# Probing: a few batches of training and a validation pass of each candidate, timed; nothing saved.
-
-def _probe_all(names, comp, workdir, options, share, echo):
-    """({arch: probe}, skipped): every candidate that can train here timed, until the probes took `share` seconds."""
-    probes, skipped = {}, []
-    for arch in names:
-        if sum(p['probe_s'] for p in probes.values()) > share:
-            skipped.append({'arch': arch, 'why': 'not probed: the probes used their share of the budget'})
-            continue
-        cfg = _train_config(arch, comp, options)
-        why = _unavailable(cfg)
-        if why:
-            skipped.append({'arch': arch, 'why': why})
-            echo(f'skipping {arch}: {why}')
-            continue
-        try: p = probe(cfg, comp, workdir)
-        except (RuntimeError, MemoryError) as e:   # out of GPU memory at the recipe's batch size, say
-            why = f'its probe failed ({type(e).__name__}: {(str(e).splitlines() or [""])[0][:120]})'
-            skipped.append({'arch': arch, 'why': why})
-            echo(f'skipping {arch}: {why}')
-            continue
-        finally: _free_gpu()
-        probes[arch] = p
-        echo(f'probed {arch}: {1 / p["train_s"]:.0f} training images/s, {1 / p["predict_s"]:.0f} predicted images/s '
-             f'({p["probe_s"]:.0f}s)')
-    return probes, skipped
-
-
-def _free_gpu():
-    """Give the probe's GPU memory back before the next candidate's."""
-    import gc
-    import torch
-    gc.collect()
-    if torch.cuda.is_available(): torch.cuda.empty_cache()
-
-
-def _unavailable(cfg):
-    """Why a candidate cannot train here (its pretrained weights are neither given, cached nor downloadable), or None."""
-    from . import zoo
-    from .config import resolve
-    c = resolve(cfg)
-    if not c['pretrained']: return None
-    try:
-        if c.get('weights'): zoo.weights_file(c['arch'], c['weights'])
-        else: zoo.check_hub(c['arch'])
-    except ConfigError as e: return str(e)
-    return None
-
-
-def probe(cfg, comp, workdir='.', batches=PROBE_BATCHES):
-    """Time `cfg`'s recipe on this machine: seconds per training image and per predicted image (the first batch of
-    each, which starts the loaders and decodes, is timed apart as per-epoch overhead), building the learner, saving
-    the weights. Random weights (the speed is the same) in a temporary folder: no run is made."""
-    import tempfile
-    from pathlib import Path
-    from .cache import release
-    from .config import resolve
-    from .learner import no_bars, save_model, training_learner
-    t0 = time.time()
-    c = resolve(cfg, comp)
-    with tempfile.TemporaryDirectory(prefix='comp-probe-') as tmp:
-        learn, _ = training_learner({**c, 'pretrained': False}, comp, tmp, workdir)
-        built = time.time()
-        try:
-            no_bars(learn)
-            # At most half an epoch's batches, so a probe costs less than the epoch it estimates.
-            timer = _timer(*(max(2, min(b, len(dl) // 2)) for b, dl in zip(batches, (learn.dls.train, learn.dls.valid))))
-            learn.fit(1, lr=c['lr'] if c['lr'] != 'auto' else 1e-3, cbs=[timer])
-            t = time.time()
-            save_model(Path(tmp) / 'probe.pth', learn)
-            save_s = time.time() - t
-        finally: release(learn.dls)
-    tr, va = timer.rate(True), timer.rate(False)
-    return {'arch': c['name'], 'bs': c['bs'], 'train_batch_s': tr[0], 'predict_batch_s': va[0],
-            'train_s': tr[0] / c['bs'], 'predict_s': va[0] / c['bs'],
-            'epoch_overhead_s': round(tr[1] + va[1] + save_s, 3),
-            'build_s': round(built - t0, 3), 'save_s': round(save_s, 3), 'epochs': c['epochs'],
-            'frozen_epochs': int(c['schedule'] == 'fine_tune'), 'batches': [tr[2], va[2]], 'probe_s': round(time.time() - t0, 1)}
-
-
-def _timer(n_train, n_valid):
-    """A fastai callback that times the first `n_train` training and `n_valid` validation batches, then ends each."""
-    import torch
-    from fastai.callback.core import Callback, CancelTrainException, CancelValidException
-    from fastai.torch_core import find_bs
-
-    class Timer(Callback):
-        order = 100
-
-        def __init__(self): self.marks, self.starts = {True: [], False: []}, {}
-
-        def before_train(self): self.starts[True] = time.time()
-
-        def before_validate(self): self.starts[False] = time.time()
-
-        def after_batch(self):
-            if torch.cuda.is_available(): torch.cuda.synchronize()   # the batch's work done, not only queued
-            m = self.marks[self.training]
-            m.append((time.time(), find_bs(self.yb)))
-            if len(m) >= (n_train if self.training else n_valid):
-                raise CancelTrainException() if self.training else CancelValidException()
-
-        def rate(self, training):
-            """(seconds per batch, first-batch overhead in seconds, batches timed). Per batch, not per image: a
-            small last batch costs about as much as a full one (a small data set's validation may have no other)."""
-            m, t0 = self.marks[training], self.starts[training]
-            if len(m) < 2: return m[0][0] - t0, 0.0, len(m)
-            per = (m[-1][0] - m[0][0]) / (len(m) - 1)
-            return per, max(0.0, m[0][0] - t0 - per), len(m)
-
-    return Timer()
-
-
-# Planning: pure arithmetic over the probes, so it can be checked at any budget.
-
-def step_costs(p, kind, folds, epochs, n, n_test, valid_pct=0.2, tta=0, refit=False):
-    """Estimated seconds of one step from its probe: `estimate_s` (training, the records, the plain test predictions),
-    `epoch_s` (one epoch of one model), `tail_s` (what follows a model's last epoch) and `tta_s` (TTA predictions).
-    With `refit`, a CV step's model on every training image (no validation) is in them too."""
-    k = folds if kind == 'cv' else 1
-    n_valid = math.ceil(n / folds) if kind == 'cv' else math.ceil(n * valid_pct)
-    n_train = n - n_valid
-    bs, tb, pb = p['bs'], p['train_batch_s'], p['predict_batch_s']
-    valid, test = math.ceil(n_valid / bs) * pb, math.ceil(n_test / bs) * pb   # fastai drops no validation batch
-    epoch = max(1, n_train // bs) * tb + valid + p['epoch_overhead_s']       # ...but the last partial training one
-    predict_test = p['build_s'] + test
-    tail = valid + p['save_s'] + RECORD_S + predict_test
-    model = p['build_s'] + (epochs + p['frozen_epochs']) * epoch + tail
-    tta_s = k * (p['build_s'] + (valid + test) * (tta + 1)) if tta else 0.0
-    extra = 0.0
-    if refit and kind == 'cv':
-        whole = max(1, n // bs) * tb + p['epoch_overhead_s']
-        extra = p['build_s'] + (epochs + p['frozen_epochs']) * whole + p['save_s'] + RECORD_S + predict_test
-        if tta: tta_s += p['build_s'] + test * (tta + 1)
-    return {'estimate_s': round(k * model + extra, 1), 'epoch_s': round(epoch, 2), 'tail_s': round(tail + (k - 1) * predict_test, 1),
-            'tta_s': round(tta_s, 1)}
-
-
-def fold_ladder(folds):
-    """Fold counts to try, most first: the asked K, then 5 and 3 below it, then the single shared split (1)."""
-    ks = [k for k in dict.fromkeys([folds, 5, 3]) if 3 <= k <= folds] or ([folds] if folds >= 2 else [])
-    return [*ks, 1]
-
-
-def levels(folds):
-    """(folds, fraction of the recipe's epochs), best first."""
-    ladder = fold_ladder(folds)
-    return [(k, f) for k in ladder[:-1] for f in FRACTIONS] + [(1, f) for f in FRACTIONS + LAST_RESORT]
-
-
-def _epochs(recipe_epochs, frac): return max(1, round(recipe_epochs * frac))
-
-
-def _step(arch, p, k, frac, n, n_test, valid_pct, tta, refit=False):
-    kind = 'cv' if k > 1 else 'train'
-    epochs = _epochs(p['epochs'], frac)
-    return {'kind': kind, 'arch': arch, 'folds': k, 'epochs': epochs, **({'refit': True} if refit and kind == 'cv' else {}),
-            **step_costs(p, kind, k, epochs, n, n_test, valid_pct, tta, refit)}
-
-
-def _cost(s): return s['estimate_s'] + s['tta_s']
-
-
-def _attempt(probes, level, avail, n, n_test, valid_pct, tta, refit=False):
-    """The candidates that fit at one level, best first, each taken while the budget has room for it."""
-    steps, left = [], avail
-    for arch, p in probes.items():
-        s = _step(arch, p, *level, n, n_test, valid_pct, tta, refit)
-        if _cost(s) <= left:
-            steps.append(s)
-            left -= _cost(s)
-    return steps
-
-
-def _search(probes, avail, n, n_test, folds, valid_pct, tta, refit=False):
-    """(level index, steps): the first level at which two candidates (or all, if fewer) fit; failing that, the
-    first at which one does (an ensemble of two beats one model trained longer, as AutoGluon's stacks do)."""
-    want, fallback = min(2, len(probes)), (None, [])
-    for i, level in enumerate(levels(folds)):
-        steps = _attempt(probes, level, avail, n, n_test, valid_pct, tta, refit)
-        if len(steps) >= want: return i, steps
-        if steps and fallback[0] is None: fallback = (i, steps)
-    return fallback
-
-
-def make_plan(probes, budget_s, n, n_test, folds=5, tta=TTA, valid_pct=0.2, refit=False):
-    """The plan for `budget_s` seconds: steps (best-quality recipe first) that fit with the reserve for the ensemble,
-    the submission, TTA when it costs no training, and a margin. `n`, `n_test`: training and test images."""
-    avail = budget_s - FINAL_S - margin(budget_s)
-    plain = _search(probes, avail, n, n_test, folds, valid_pct, 0, refit)
-    with_tta = _search(probes, avail, n, n_test, folds, valid_pct, tta, refit) if tta else (None, [])
-    # TTA only when it costs no training: the same level and as many steps as without it.
-    use_tta = tta and with_tta[0] is not None and with_tta[0] == plain[0] and len(with_tta[1]) == len(plain[1])
-    level, steps = with_tta if use_tta else plain
-    tta = tta if use_tta else 0
-    if steps:   # time left over goes back to epochs, best recipe first
-        k = steps[0]['folds']
-        for i, s in enumerate(steps):
-            for frac in FRACTIONS:
-                up = _step(s['arch'], probes[s['arch']], k, frac, n, n_test, valid_pct, tta, refit)
-                if up['epochs'] <= s['epochs']: break
-                if sum(map(_cost, steps)) - _cost(s) + _cost(up) <= avail:
-                    steps[i] = s = up
-                    break
-    chosen = {s['arch'] for s in steps}
-    lvl = levels(folds)[level] if level is not None else None
-    skipped = [{'arch': a, 'why': f'does not fit the budget with the others' + (f' at {lvl[0]} fold(s)' if lvl else '')}
-               for a in probes if a not in chosen]
-    planned = sum(map(_cost, steps)) + FINAL_S
-    return {'steps': steps, 'tta': tta, 'skipped': skipped, 'probes': probes, 'n_train': n, 'n_test': n_test,
-            'valid_pct': valid_pct, 'planned_s': round(planned, 1), 'margin_s': round(margin(budget_s), 1)}
-
-
-def describe(plan):
-    """The plan as lines to print."""
-    b = plan.get('budget_s')
-    out = [f'plan for {_hm(b)} on {plan.get("asked", {}).get("device", "this machine")}'
-           f' (probes {_hm(plan.get("probe_s", 0))}):' if b else 'plan:']
-    for i, s in enumerate(plan['steps'], 1):
-        what = f'{s["folds"]}-fold CV' + (' + refit' if s.get('refit') else '') if s['kind'] == 'cv' else 'one run on the shared split'
-        out.append(f'  {i}. {s["arch"]}: {what}, {s["epochs"]} epoch{"s" if s["epochs"] > 1 else ""}, about {_hm(s["estimate_s"] + s["tta_s"])}')
-    for s in plan['skipped']: out.append(f'  skipped {s["arch"]}: {s["why"]}')
-    out.append(f'  then: {"TTA " + str(plan["tta"]) + " passes, " if plan["tta"] else ""}the ensemble (weights searched), '
-               f'the submission')
-    if b: out.append(f'  estimated {_hm(plan["estimate_s"])} of {_hm(b)} (margin {_hm(plan["margin_s"])})')
-    return out
-
-
-def _too_short(plan):
-    p = plan['probes']
-    if not p: return 'no candidate could be probed: ' + '; '.join(f'{s["arch"]}: {s["why"]}' for s in plan['skipped'])
-    n, n_test = plan['n_train'], plan['n_test']
-    least = min(_cost(_step(a, q, 1, 0, n, n_test, plan['valid_pct'], 0)) for a, q in p.items())
-    need = (least + FINAL_S + plan['probe_s'] + 5) / 0.98
-    return (f'no candidate fits {_hm(plan["budget_s"])}: the quickest needs about {_hm(need)} for one epoch on the '
-            f'shared split; give --hours {math.ceil(need / 36) / 100:g} or more, or quicker --candidates')
-
-
-def _hm(s):
-    s = float(s or 0)
-    if s < 90: return f'{s:.0f} s'
-    if s < 5400: return f'{s / 60:.1f} min'
-    return f'{s / 3600:.1f} h'
-
-
-# Running the plan.
+# Running the plan: each step in order while the budget has room for it, then the ensemble and the submission.
 
 def _execute(plan, comp, workdir, start, budget, submit, message, quiet, echo):
     from .callbacks import DeadlineReached

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from comp import auto, competition, config, runs, submission, train
+from comp import auto, competition, config, plan as planning, runs, submission, train
 from comp.callbacks import Deadline, DeadlineReached
 from comp.errors import ConfigError
 from conftest import comp_cli
@@ -65,9 +65,9 @@ def _work(plan):
 def test_a_shorter_budget_plans_fewer_steps_folds_or_epochs(dry):
     _, saved = dry
     probes, n, n_test = saved['probes'], saved['n_train'], saved['n_test']
-    cheapest = min(auto._cost(auto._step(a, p, 1, 0, n, n_test, 0.2, 0)) for a, p in probes.items())
-    short_b = 1.2 * (cheapest + auto.FINAL_S + 5)    # room for the cheapest step, the final reserve and the margin
-    plans = {b: auto.make_plan(probes, b, n, n_test, folds=2) for b in (cheapest / 2, short_b, 1000, 10 ** 5)}
+    cheapest = min(planning._cost(planning._step(a, p, 1, 0, n, n_test, 0.2, 0)) for a, p in probes.items())
+    short_b = 1.2 * (cheapest + planning.FINAL_S + 5)    # room for the cheapest step, the final reserve and the margin
+    plans = {b: planning.make_plan(probes, b, n, n_test, folds=2) for b in (cheapest / 2, short_b, 1000, 10 ** 5)}
     for b, plan in plans.items():
         assert plan['planned_s'] + plan['margin_s'] <= b or not plan['steps']
     assert plans[cheapest / 2]['steps'] == []                    # nothing fits: `comp auto` says so (below)
@@ -77,22 +77,22 @@ def test_a_shorter_budget_plans_fewer_steps_folds_or_epochs(dry):
     assert all(s['folds'] == 2 and s['epochs'] == 2 for s in long_['steps']) and long_['tta'] == 4
     works = [_work(plans[b]) for b in sorted(plans)]
     assert works == sorted(works) and works[1] < works[-1]
-    msg = auto._too_short({**plans[cheapest / 2], 'budget_s': cheapest / 2, 'probe_s': 1})
+    msg = planning._too_short({**plans[cheapest / 2], 'budget_s': cheapest / 2, 'probe_s': 1})
     assert msg.startswith('no candidate fits') and '--hours' in msg
 
 
 def test_a_refit_is_planned_and_costed_within_the_budget(dry):
     _, saved = dry
     probes, n, n_test = saved['probes'], saved['n_train'], saved['n_test']
-    plain, refit = (auto.make_plan(probes, 10 ** 5, n, n_test, folds=2, tta=0, refit=r) for r in (False, True))
+    plain, refit = (planning.make_plan(probes, 10 ** 5, n, n_test, folds=2, tta=0, refit=r) for r in (False, True))
     assert [s['arch'] for s in refit['steps']] == [s['arch'] for s in plain['steps']] and refit['steps']
     for a, b in zip(plain['steps'], refit['steps']):
         assert b['refit'] and 'refit' not in a and b['epochs'] == a['epochs'] and b['estimate_s'] > a['estimate_s']
-    assert '2-fold CV + refit' in '\n'.join(auto.describe(refit))
+    assert '2-fold CV + refit' in '\n'.join(planning.describe(refit))
     # a budget that just fits the plain plan has no room for its refits: less is planned
-    b = (plain['planned_s'] + 5) / (1 - 0.02) + 0.5   # just above what the plain plan needs with its margin (auto.margin)
-    assert auto.make_plan(probes, b, n, n_test, folds=2, tta=0)['steps'] == plain['steps']
-    tight = auto.make_plan(probes, b, n, n_test, folds=2, tta=0, refit=True)
+    b = (plain['planned_s'] + 5) / (1 - 0.02) + 0.5   # just above what the plain plan needs with its margin (plan.margin)
+    assert planning.make_plan(probes, b, n, n_test, folds=2, tta=0)['steps'] == plain['steps']
+    tight = planning.make_plan(probes, b, n, n_test, folds=2, tta=0, refit=True)
     assert tight['planned_s'] + tight['margin_s'] <= b
     assert _work(tight) < _work(plain)
 
