@@ -4,6 +4,8 @@ torch, fastai or training module is imported here. The reference is AutoGluon's 
 best-quality recipe first, fewer epochs, then fewer folds, then the single shared split when time is short."""
 import math
 
+from .data import valid_size
+
 TTA = 4                           # fastai's passes, when they fit
 RECORD_S = 3.0                    # a run's records and plots after training (measured on 2 CPU cores: 1-2 s)
 FINAL_S = 5.0                     # the ensemble's weight search and the submission's files
@@ -22,7 +24,7 @@ def step_costs(p, kind, folds, epochs, n, n_test, valid_pct=0.2, tta=0, refit=Fa
     `epoch_s` (one epoch of one model), `tail_s` (what follows a model's last epoch) and `tta_s` (TTA predictions).
     With `refit`, a CV step's model on every training image (no validation) is in them too."""
     k = folds if kind == 'cv' else 1
-    n_valid = math.ceil(n / folds) if kind == 'cv' else math.ceil(n * valid_pct)
+    n_valid = valid_size(n, valid_pct, folds if kind == 'cv' else None)
     n_train = n - n_valid
     bs, tb, pb = p['bs'], p['train_batch_s'], p['predict_batch_s']
     valid, test = math.ceil(n_valid / bs) * pb, math.ceil(n_test / bs) * pb   # fastai drops no validation batch

@@ -65,7 +65,7 @@ def probe(cfg, comp, workdir='.', batches=PROBE_BATCHES):
     import tempfile
     from pathlib import Path
     from .cache import release
-    from .config import resolve
+    from .config import resolve, total_epochs
     from .learner import no_bars, save_model, training_learner
     t0 = time.time()
     c = resolve(cfg, comp)
@@ -86,7 +86,7 @@ def probe(cfg, comp, workdir='.', batches=PROBE_BATCHES):
             'train_s': tr[0] / c['bs'], 'predict_s': va[0] / c['bs'],
             'epoch_overhead_s': round(tr[1] + va[1] + save_s, 3),
             'build_s': round(built - t0, 3), 'save_s': round(save_s, 3), 'epochs': c['epochs'],
-            'frozen_epochs': int(c['schedule'] == 'fine_tune'), 'batches': [tr[2], va[2]], 'probe_s': round(time.time() - t0, 1)}
+            'frozen_epochs': total_epochs(c) - c['epochs'], 'batches': [tr[2], va[2]], 'probe_s': round(time.time() - t0, 1)}
 
 
 def _timer(n_train, n_valid):
