@@ -167,11 +167,6 @@ def weights_for(arch, workdir='.'):
     return d if zoo.recipe(arch).arch in read_json(d / WEIGHTS_MANIFEST).get('archs', {}) else None
 
 
-def library_dir(workdir='.'):
-    """The attached library dataset (comp's wheel and the wheels Kaggle lacks), or None."""
-    return _attached_holding('comp-*.whl', workdir)
-
-
 # A notebook's first code cell after its parameters: it cannot import comp to find comp, so it is spelled out
 # here once and the tests check that every notebook in nbs/ carries exactly this text.
 INSTALL_CELL = """\
