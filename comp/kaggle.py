@@ -20,7 +20,6 @@ CREDS_HELP = ('set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save
               'kaggle.com > Settings > API to ~/.kaggle/kaggle.json (in a Kaggle notebook: add them as secrets)')
 LIB_DATASET = 'comp-lib'
 WEIGHTS_DATASET = 'comp-weights'
-WEIGHTS_MANIFEST = 'comp-weights.json'   # in the weights dataset: which timm models it holds, and their hub repos
 # Kaggle's GPU image has these, and all they depend on (the Jupyter kernel a notebook runs in too): carrying them
 # would make the library dataset gigabytes, and pip keeps preinstalled builds that satisfy comp's requirements.
 PREINSTALLED = ('torch', 'torchvision', 'fastai', 'timm', 'accelerate', 'pandas', 'scikit-learn', 'numpy', 'ipykernel')
@@ -156,7 +155,8 @@ def _attached_holding(pattern, workdir='.'):
 
 def weights_dir(workdir='.'):
     """The attached weights dataset (`comp push-weights`, found by its manifest), or None."""
-    return _attached_holding(WEIGHTS_MANIFEST, workdir)
+    from . import zoo
+    return _attached_holding(zoo.WEIGHTS_MANIFEST, workdir)
 
 
 def weights_for(arch, workdir='.'):
@@ -164,7 +164,7 @@ def weights_for(arch, workdir='.'):
     from . import zoo
     d = weights_dir(workdir)
     if d is None: return None
-    return d if zoo.recipe(arch).arch in read_json(d / WEIGHTS_MANIFEST).get('archs', {}) else None
+    return d if zoo.recipe(arch).arch in read_json(d / zoo.WEIGHTS_MANIFEST).get('archs', {}) else None
 
 
 # A notebook's first code cell after its parameters: it cannot import comp to find comp, so it is spelled out
@@ -408,40 +408,6 @@ def push_library(a, user, wheelhouse=None, echo=print):
         return _push_dataset(a, slug, tmp, f'comp and {len(files) - 1} wheels', echo=echo)
 
 
-def hub_weights(arch):
-    """(hub repo, cached weights file) of a recipe's or timm model's pretrained weights, downloaded if not cached."""
-    from huggingface_hub import hf_hub_download
-    from . import zoo
-    name = zoo.recipe(arch).arch
-    repo = zoo.hub_repo(name)
-    if not repo: raise CompError(f'{arch}: timm has no Hugging Face hub weights for {name} to push')
-    hit = zoo.hub_cached(name)
-    if hit: return repo, hit
-    try: return repo, Path(hf_hub_download(repo, zoo.WEIGHT_FILES[0]))
-    except Exception as e:
-        raise CompError(f'pretrained weights for {name} are not in the Hugging Face cache and could not be downloaded '
-                        f'({type(e).__name__}): run with network once, or point HF_HUB_CACHE at a cache holding {repo}') from None
-
-
-def pack_weights(archs, out):
-    """Copy the hub-cache files of `archs`' pretrained weights into `out` in the hub's own layout, with a manifest,
-    so `--weights out` (comp.zoo.weights_file) finds them with no network."""
-    from . import zoo
-    out = Path(out)
-    manifest = {'archs': {}}
-    for arch in archs:
-        repo, f = hub_weights(arch)
-        rev = f.parent.name                      # hub files live in snapshots/<revision>/
-        folder = out / f'models--{repo.replace("/", "--")}'
-        (folder / 'snapshots' / rev).mkdir(parents=True, exist_ok=True)
-        (folder / 'refs').mkdir(exist_ok=True)
-        (folder / 'refs' / 'main').write_text(rev)
-        shutil.copyfile(f, folder / 'snapshots' / rev / f.name)   # the blob itself, not the cache's symlink
-        manifest['archs'][zoo.recipe(arch).arch] = repo
-    write_json(out / WEIGHTS_MANIFEST, manifest)
-    return manifest
-
-
 def _pushed_record():
     return competition.state_dir() / 'kaggle-datasets.json'
 
@@ -456,13 +422,14 @@ def _missing_weights(slug, archs):
 def push_weights(archs, dataset=None, echo=print):
     """Pack the pretrained weights of `archs` (recipes or timm names) as the dataset USER/comp-weights (or
     `dataset`), for notebooks pushed with internet off; return its slug and what it holds."""
+    from . import zoo
     if not archs: raise CompError('name the recipes whose weights to push, e.g. comp push-weights convnext_small vit_small')
     a = api()
     user = a.config_values.get(a.CONFIG_NAME_USER)
     if not user: raise KaggleError(f'no Kaggle username known: {CREDS_HELP}')
     slug = dataset or f'{user}/{WEIGHTS_DATASET}'
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = pack_weights(archs, tmp)
+        manifest = zoo.pack_weights(archs, tmp)
         # Weights do not compress: tar uploads each repo folder as it is, and Kaggle unpacks it.
         _push_dataset(a, slug, tmp, f'weights of {", ".join(archs)}', dir_mode='tar', echo=echo)
     rec = read_json(_pushed_record()) if _pushed_record().exists() else {}
