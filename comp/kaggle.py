@@ -2,17 +2,14 @@
 import io
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import zipfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-from . import competition, submission
+from . import competition, submission, wheels
 from .errors import CompError, KaggleError
 from .files import read_json, write_json
 
@@ -20,9 +17,6 @@ CREDS_HELP = ('set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save
               'kaggle.com > Settings > API to ~/.kaggle/kaggle.json (in a Kaggle notebook: add them as secrets)')
 LIB_DATASET = 'comp-lib'
 WEIGHTS_DATASET = 'comp-weights'
-# Kaggle's GPU image has these, and all they depend on (the Jupyter kernel a notebook runs in too): carrying them
-# would make the library dataset gigabytes, and pip keeps preinstalled builds that satisfy comp's requirements.
-PREINSTALLED = ('torch', 'torchvision', 'fastai', 'timm', 'accelerate', 'pandas', 'scikit-learn', 'numpy', 'ipykernel')
 
 
 def in_kaggle_notebook():
@@ -312,80 +306,6 @@ def push_notebook(nb, gpu=True, private=True, internet=False, weights=None, whee
             'dataset': datasets[0], 'datasets': datasets, 'internet': internet}
 
 
-def build_wheel(out):
-    """Build comp's wheel into `out` (so a notebook with internet off can `pip install` it)."""
-    root = Path(__file__).resolve().parent.parent
-    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(out), str(root)],
-                       capture_output=True, text=True)
-    wheels = list(Path(out).glob('comp-*.whl'))
-    if r.returncode or not wheels: raise KaggleError(f'could not build comp\'s wheel: {r.stderr.strip().splitlines()[-1:]}')
-    return wheels[0]
-
-
-def _norm(name): return re.sub(r'[-_.]+', '-', name).lower()
-
-
-def _closure(names):
-    """{distribution: version} of the installed `names` and everything they require (markers evaluated)."""
-    from importlib.metadata import PackageNotFoundError, distribution
-    from packaging.requirements import Requirement
-    seen, todo = {}, list(names)
-    while todo:
-        n = _norm(todo.pop())
-        if n in seen: continue
-        try: d = distribution(n)
-        except PackageNotFoundError: continue
-        seen[n] = d.version
-        for r in d.requires or []:
-            req = Requirement(r)
-            if req.marker is None or req.marker.evaluate({'extra': ''}): todo.append(req.name)
-    return seen
-
-
-def carried():
-    """{distribution: version} the library dataset carries: comp's requirements as installed here, with what they
-    need, less what Kaggle's image has (PREINSTALLED and their requirements) and comp itself."""
-    pre = _closure(PREINSTALLED)
-    return {n: v for n, v in sorted(_closure(['comp']).items()) if n not in pre and n != 'comp'}
-
-
-def wheel_cache():
-    """Where downloaded wheels are kept between pushes: comp's cache folder."""
-    return competition.state_dir() / 'wheels'
-
-
-def _wheel_in(folder, name, version):
-    want = f'{_norm(name).replace("-", "_")}-{version}-'
-    for f in sorted(Path(folder).glob('*.whl')) if folder and Path(folder).is_dir() else ():
-        if f.name.lower().replace('.', '_').startswith(want.replace('.', '_')): return f
-    return None
-
-
-def library_files(out, wheelhouse=None):
-    """comp's wheel and a wheel of each `carried()` distribution in `out`; the wheels come from `wheelhouse`
-    (or $COMP_WHEELHOUSE), else the wheel cache, else `pip download` (PyPI) into the cache."""
-    out = Path(out)
-    build_wheel(out)
-    houses = [h for h in (wheelhouse, os.environ.get('COMP_WHEELHOUSE'), wheel_cache()) if h]
-    need = carried()
-    find = lambda n, v: next((w for h in houses if (w := _wheel_in(h, n, v))), None)
-    missing = [f'{n}=={v}' for n, v in need.items() if find(n, v) is None]
-    if missing:
-        cache = wheel_cache()
-        cache.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '-q',
-                            '-d', str(cache), *missing], capture_output=True, text=True)
-        if r.returncode:
-            raise KaggleError(f'could not download the wheels of {", ".join(missing)} for the library dataset '
-                              f'(pip: {(r.stderr.strip().splitlines() or ["failed"])[-1]}): check the network, '
-                              'or pass a folder of them as COMP_WHEELHOUSE')
-    for n, v in need.items():
-        w = find(n, v)
-        if w is None: raise KaggleError(f'no wheel of {n}=={v} for the library dataset: put one in COMP_WHEELHOUSE')
-        shutil.copy(w, out / w.name)
-    return sorted(out.glob('*.whl'))
-
-
 def _push_dataset(a, slug, folder, comment, dir_mode='zip', echo=print):
     """Push `folder` as the dataset `slug`: a new version if it exists, else a new private dataset."""
     (Path(folder) / 'dataset-metadata.json').write_text(json.dumps(
@@ -404,7 +324,7 @@ def push_library(a, user, wheelhouse=None, echo=print):
     """Push comp's wheel and the wheels Kaggle lacks (fastkaggle's library datasets) as USER/comp-lib."""
     slug = f'{user}/{LIB_DATASET}'
     with tempfile.TemporaryDirectory() as tmp:
-        files = library_files(tmp, wheelhouse)
+        files = wheels.library_files(tmp, wheelhouse)
         return _push_dataset(a, slug, tmp, f'comp and {len(files) - 1} wheels', echo=echo)
 
 

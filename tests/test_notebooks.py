@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from comp import competition, kaggle, notebook, runs, submission, zoo
+from comp import competition, kaggle, notebook, runs, submission, wheels, zoo
 from conftest import comp_cli, kernel_spec
 from kaggle_server import FakeKaggle, client_env
 
@@ -169,7 +169,7 @@ def test_pushed_notebook_runs_as_kaggle_runs_it_offline(tmp_path, kernels, wheel
         working.mkdir()
         pushed = tmp_path / 'pushed.ipynb'
         pushed.write_text(k['text'])
-        carried = list(kaggle.carried())
+        carried = list(wheels.carried())
         assert 'fastkaggle' in carried and not {'torch', 'fastai', 'timm', 'numpy'} & set(carried)
         python = fresh_env(tmp_path / 'fresh', carried + ['comp'])
         # No PYTHONPATH, proxies or credentials pass through; pip reads no config (with its extra package sources).
