@@ -1,4 +1,5 @@
-"""Everything that talks to Kaggle, through the official `kaggle` client (imported lazily, here only)."""
+"""Everything that talks to Kaggle, through the official `kaggle` client (imported lazily, here only): credentials,
+retries, downloading a competition, submitting and listing submissions, pushing notebooks and datasets."""
 import io
 import json
 import os
@@ -9,7 +10,7 @@ import zipfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-from . import competition, submission, wheels
+from . import competition, kernel, submission, wheels
 from .errors import CompError, KaggleError
 from .files import read_json, write_json
 
@@ -19,14 +20,9 @@ LIB_DATASET = 'comp-lib'
 WEIGHTS_DATASET = 'comp-weights'
 
 
-def in_kaggle_notebook():
-    """True inside a Kaggle notebook, where competition data is attached read-only under /kaggle/input."""
-    return bool(os.environ.get('KAGGLE_KERNEL_RUN_TYPE'))
-
-
 def _secrets_to_env():
     # In a Kaggle notebook, credentials live in the notebook's secrets (fastkaggle's names, or the env names).
-    if not in_kaggle_notebook(): return
+    if not kernel.in_kaggle_notebook(): return
     try:
         from kaggle_secrets import UserSecretsClient
     except ImportError: return
@@ -124,58 +120,9 @@ def call(what, fn, *args, retries=4, **kwargs):
         delay *= 2
 
 
-def input_roots(workdir='.'):
-    """Where a Kaggle notebook finds attached data: `../input` from the working folder, and /kaggle/input."""
-    return [Path(workdir).resolve().parent / 'input', Path('/kaggle/input')]
-
-
-def attached(name, workdir='.'):
-    """The competition's (or a dataset's) data as a Kaggle notebook attaches it, or None: `../input/NAME` from the
-    working folder (fastkaggle's rule; /kaggle/working is the notebook's), or under /kaggle/input, or its
-    competitions/ or datasets/OWNER/ folder."""
-    for root in input_roots(workdir):
-        for p in (root / name, root / 'competitions' / name, *sorted(root.glob(f'datasets/*/{name}'))):
-            if p.is_dir(): return p
-    return None
-
-
-def _attached_holding(pattern, workdir='.'):
-    # A dataset is found by what it holds, not its slug: a user may attach it under another name.
-    for root in input_roots(workdir):
-        for hit in sorted(root.glob(f'*/{pattern}')) + sorted(root.glob(f'datasets/*/*/{pattern}')):
-            return hit.parent
-    return None
-
-
-def weights_dir(workdir='.'):
-    """The attached weights dataset (`comp push-weights`, found by its manifest), or None."""
-    from . import zoo
-    return _attached_holding(zoo.WEIGHTS_MANIFEST, workdir)
-
-
-def weights_for(arch, workdir='.'):
-    """The attached weights dataset if it holds pretrained weights for `arch` (a recipe or timm name), else None."""
-    from . import zoo
-    d = weights_dir(workdir)
-    if d is None: return None
-    return d if zoo.recipe(arch).arch in read_json(d / zoo.WEIGHTS_MANIFEST).get('archs', {}) else None
-
-
-# A notebook's first code cell after its parameters: it cannot import comp to find comp, so it is spelled out
-# here once and the tests check that every notebook in nbs/ carries exactly this text.
-INSTALL_CELL = """\
-# On Kaggle: install comp, and the libraries Kaggle lacks, from the attached comp-lib dataset (no network needed).
-import glob, importlib, os, subprocess, sys
-wheels = sorted(glob.glob('../input/*/comp-*.whl') + glob.glob('/kaggle/input/*/comp-*.whl'))
-if os.environ.get('KAGGLE_KERNEL_RUN_TYPE') and wheels:
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-index', '--find-links',
-                    os.path.dirname(wheels[0]), wheels[0]], check=True)
-    importlib.invalidate_caches()"""
-
-
 def setup(name, path=None, workdir='.'):
     """The competition's data, validated and recorded for `workdir`: attached (Kaggle notebook) or downloaded once."""
-    found = attached(name, workdir) if in_kaggle_notebook() and not path else None
+    found = kernel.attached(name, workdir) if kernel.in_kaggle_notebook() and not path else None
     if found:
         comp = competition.load(found, name=name)
     else:
