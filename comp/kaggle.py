@@ -1,18 +1,16 @@
-"""Everything that talks to Kaggle, through the official `kaggle` client (imported lazily, here only)."""
+"""Everything that talks to Kaggle, through the official `kaggle` client (imported lazily, here only): credentials,
+retries, downloading a competition, submitting and listing submissions, pushing notebooks and datasets."""
 import io
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import zipfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-from . import competition, submission
+from . import competition, kernel, submission, wheels
 from .errors import CompError, KaggleError
 from .files import read_json, write_json
 
@@ -20,20 +18,11 @@ CREDS_HELP = ('set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save
               'kaggle.com > Settings > API to ~/.kaggle/kaggle.json (in a Kaggle notebook: add them as secrets)')
 LIB_DATASET = 'comp-lib'
 WEIGHTS_DATASET = 'comp-weights'
-WEIGHTS_MANIFEST = 'comp-weights.json'   # in the weights dataset: which timm models it holds, and their hub repos
-# Kaggle's GPU image has these, and all they depend on (the Jupyter kernel a notebook runs in too): carrying them
-# would make the library dataset gigabytes, and pip keeps preinstalled builds that satisfy comp's requirements.
-PREINSTALLED = ('torch', 'torchvision', 'fastai', 'timm', 'accelerate', 'pandas', 'scikit-learn', 'numpy', 'ipykernel')
-
-
-def in_kaggle_notebook():
-    """True inside a Kaggle notebook, where competition data is attached read-only under /kaggle/input."""
-    return bool(os.environ.get('KAGGLE_KERNEL_RUN_TYPE'))
 
 
 def _secrets_to_env():
     # In a Kaggle notebook, credentials live in the notebook's secrets (fastkaggle's names, or the env names).
-    if not in_kaggle_notebook(): return
+    if not kernel.in_kaggle_notebook(): return
     try:
         from kaggle_secrets import UserSecretsClient
     except ImportError: return
@@ -131,62 +120,9 @@ def call(what, fn, *args, retries=4, **kwargs):
         delay *= 2
 
 
-def input_roots(workdir='.'):
-    """Where a Kaggle notebook finds attached data: `../input` from the working folder, and /kaggle/input."""
-    return [Path(workdir).resolve().parent / 'input', Path('/kaggle/input')]
-
-
-def attached(name, workdir='.'):
-    """The competition's (or a dataset's) data as a Kaggle notebook attaches it, or None: `../input/NAME` from the
-    working folder (fastkaggle's rule; /kaggle/working is the notebook's), or under /kaggle/input, or its
-    competitions/ or datasets/OWNER/ folder."""
-    for root in input_roots(workdir):
-        for p in (root / name, root / 'competitions' / name, *sorted(root.glob(f'datasets/*/{name}'))):
-            if p.is_dir(): return p
-    return None
-
-
-def _attached_holding(pattern, workdir='.'):
-    # A dataset is found by what it holds, not its slug: a user may attach it under another name.
-    for root in input_roots(workdir):
-        for hit in sorted(root.glob(f'*/{pattern}')) + sorted(root.glob(f'datasets/*/*/{pattern}')):
-            return hit.parent
-    return None
-
-
-def weights_dir(workdir='.'):
-    """The attached weights dataset (`comp push-weights`, found by its manifest), or None."""
-    return _attached_holding(WEIGHTS_MANIFEST, workdir)
-
-
-def weights_for(arch, workdir='.'):
-    """The attached weights dataset if it holds pretrained weights for `arch` (a recipe or timm name), else None."""
-    from . import zoo
-    d = weights_dir(workdir)
-    if d is None: return None
-    return d if zoo.recipe(arch).arch in read_json(d / WEIGHTS_MANIFEST).get('archs', {}) else None
-
-
-def library_dir(workdir='.'):
-    """The attached library dataset (comp's wheel and the wheels Kaggle lacks), or None."""
-    return _attached_holding('comp-*.whl', workdir)
-
-
-# A notebook's first code cell after its parameters: it cannot import comp to find comp, so it is spelled out
-# here once and the tests check that every notebook in nbs/ carries exactly this text.
-INSTALL_CELL = """\
-# On Kaggle: install comp, and the libraries Kaggle lacks, from the attached comp-lib dataset (no network needed).
-import glob, importlib, os, subprocess, sys
-wheels = sorted(glob.glob('../input/*/comp-*.whl') + glob.glob('/kaggle/input/*/comp-*.whl'))
-if os.environ.get('KAGGLE_KERNEL_RUN_TYPE') and wheels:
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-index', '--find-links',
-                    os.path.dirname(wheels[0]), wheels[0]], check=True)
-    importlib.invalidate_caches()"""
-
-
 def setup(name, path=None, workdir='.'):
     """The competition's data, validated and recorded for `workdir`: attached (Kaggle notebook) or downloaded once."""
-    found = attached(name, workdir) if in_kaggle_notebook() and not path else None
+    found = kernel.attached(name, workdir) if kernel.in_kaggle_notebook() and not path else None
     if found:
         comp = competition.load(found, name=name)
     else:
@@ -317,80 +253,6 @@ def push_notebook(nb, gpu=True, private=True, internet=False, weights=None, whee
             'dataset': datasets[0], 'datasets': datasets, 'internet': internet}
 
 
-def build_wheel(out):
-    """Build comp's wheel into `out` (so a notebook with internet off can `pip install` it)."""
-    root = Path(__file__).resolve().parent.parent
-    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(out), str(root)],
-                       capture_output=True, text=True)
-    wheels = list(Path(out).glob('comp-*.whl'))
-    if r.returncode or not wheels: raise KaggleError(f'could not build comp\'s wheel: {r.stderr.strip().splitlines()[-1:]}')
-    return wheels[0]
-
-
-def _norm(name): return re.sub(r'[-_.]+', '-', name).lower()
-
-
-def _closure(names):
-    """{distribution: version} of the installed `names` and everything they require (markers evaluated)."""
-    from importlib.metadata import PackageNotFoundError, distribution
-    from packaging.requirements import Requirement
-    seen, todo = {}, list(names)
-    while todo:
-        n = _norm(todo.pop())
-        if n in seen: continue
-        try: d = distribution(n)
-        except PackageNotFoundError: continue
-        seen[n] = d.version
-        for r in d.requires or []:
-            req = Requirement(r)
-            if req.marker is None or req.marker.evaluate({'extra': ''}): todo.append(req.name)
-    return seen
-
-
-def carried():
-    """{distribution: version} the library dataset carries: comp's requirements as installed here, with what they
-    need, less what Kaggle's image has (PREINSTALLED and their requirements) and comp itself."""
-    pre = _closure(PREINSTALLED)
-    return {n: v for n, v in sorted(_closure(['comp']).items()) if n not in pre and n != 'comp'}
-
-
-def wheel_cache():
-    """Where downloaded wheels are kept between pushes: comp's cache folder."""
-    return competition.state_dir() / 'wheels'
-
-
-def _wheel_in(folder, name, version):
-    want = f'{_norm(name).replace("-", "_")}-{version}-'
-    for f in sorted(Path(folder).glob('*.whl')) if folder and Path(folder).is_dir() else ():
-        if f.name.lower().replace('.', '_').startswith(want.replace('.', '_')): return f
-    return None
-
-
-def library_files(out, wheelhouse=None):
-    """comp's wheel and a wheel of each `carried()` distribution in `out`; the wheels come from `wheelhouse`
-    (or $COMP_WHEELHOUSE), else the wheel cache, else `pip download` (PyPI) into the cache."""
-    out = Path(out)
-    build_wheel(out)
-    houses = [h for h in (wheelhouse, os.environ.get('COMP_WHEELHOUSE'), wheel_cache()) if h]
-    need = carried()
-    find = lambda n, v: next((w for h in houses if (w := _wheel_in(h, n, v))), None)
-    missing = [f'{n}=={v}' for n, v in need.items() if find(n, v) is None]
-    if missing:
-        cache = wheel_cache()
-        cache.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '-q',
-                            '-d', str(cache), *missing], capture_output=True, text=True)
-        if r.returncode:
-            raise KaggleError(f'could not download the wheels of {", ".join(missing)} for the library dataset '
-                              f'(pip: {(r.stderr.strip().splitlines() or ["failed"])[-1]}): check the network, '
-                              'or pass a folder of them as COMP_WHEELHOUSE')
-    for n, v in need.items():
-        w = find(n, v)
-        if w is None: raise KaggleError(f'no wheel of {n}=={v} for the library dataset: put one in COMP_WHEELHOUSE')
-        shutil.copy(w, out / w.name)
-    return sorted(out.glob('*.whl'))
-
-
 def _push_dataset(a, slug, folder, comment, dir_mode='zip', echo=print):
     """Push `folder` as the dataset `slug`: a new version if it exists, else a new private dataset."""
     (Path(folder) / 'dataset-metadata.json').write_text(json.dumps(
@@ -409,42 +271,8 @@ def push_library(a, user, wheelhouse=None, echo=print):
     """Push comp's wheel and the wheels Kaggle lacks (fastkaggle's library datasets) as USER/comp-lib."""
     slug = f'{user}/{LIB_DATASET}'
     with tempfile.TemporaryDirectory() as tmp:
-        files = library_files(tmp, wheelhouse)
+        files = wheels.library_files(tmp, wheelhouse)
         return _push_dataset(a, slug, tmp, f'comp and {len(files) - 1} wheels', echo=echo)
-
-
-def hub_weights(arch):
-    """(hub repo, cached weights file) of a recipe's or timm model's pretrained weights, downloaded if not cached."""
-    from huggingface_hub import hf_hub_download
-    from . import zoo
-    name = zoo.recipe(arch).arch
-    repo = zoo.hub_repo(name)
-    if not repo: raise CompError(f'{arch}: timm has no Hugging Face hub weights for {name} to push')
-    hit = zoo.hub_cached(name)
-    if hit: return repo, hit
-    try: return repo, Path(hf_hub_download(repo, zoo.WEIGHT_FILES[0]))
-    except Exception as e:
-        raise CompError(f'pretrained weights for {name} are not in the Hugging Face cache and could not be downloaded '
-                        f'({type(e).__name__}): run with network once, or point HF_HUB_CACHE at a cache holding {repo}') from None
-
-
-def pack_weights(archs, out):
-    """Copy the hub-cache files of `archs`' pretrained weights into `out` in the hub's own layout, with a manifest,
-    so `--weights out` (comp.zoo.weights_file) finds them with no network."""
-    from . import zoo
-    out = Path(out)
-    manifest = {'archs': {}}
-    for arch in archs:
-        repo, f = hub_weights(arch)
-        rev = f.parent.name                      # hub files live in snapshots/<revision>/
-        folder = out / f'models--{repo.replace("/", "--")}'
-        (folder / 'snapshots' / rev).mkdir(parents=True, exist_ok=True)
-        (folder / 'refs').mkdir(exist_ok=True)
-        (folder / 'refs' / 'main').write_text(rev)
-        shutil.copyfile(f, folder / 'snapshots' / rev / f.name)   # the blob itself, not the cache's symlink
-        manifest['archs'][zoo.recipe(arch).arch] = repo
-    write_json(out / WEIGHTS_MANIFEST, manifest)
-    return manifest
 
 
 def _pushed_record():
@@ -461,13 +289,14 @@ def _missing_weights(slug, archs):
 def push_weights(archs, dataset=None, echo=print):
     """Pack the pretrained weights of `archs` (recipes or timm names) as the dataset USER/comp-weights (or
     `dataset`), for notebooks pushed with internet off; return its slug and what it holds."""
+    from . import zoo
     if not archs: raise CompError('name the recipes whose weights to push, e.g. comp push-weights convnext_small vit_small')
     a = api()
     user = a.config_values.get(a.CONFIG_NAME_USER)
     if not user: raise KaggleError(f'no Kaggle username known: {CREDS_HELP}')
     slug = dataset or f'{user}/{WEIGHTS_DATASET}'
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = pack_weights(archs, tmp)
+        manifest = zoo.pack_weights(archs, tmp)
         # Weights do not compress: tar uploads each repo folder as it is, and Kaggle unpacks it.
         _push_dataset(a, slug, tmp, f'weights of {", ".join(archs)}', dir_mode='tar', echo=echo)
     rec = read_json(_pushed_record()) if _pushed_record().exists() else {}

@@ -3,7 +3,7 @@ mode, a run's config with the weights the notebook has, train-or-resume, and Kag
 import shutil
 from pathlib import Path
 
-from . import competition, kaggle, runs, sample, submission
+from . import competition, kaggle, kernel, runs, sample, submission
 from .errors import KaggleError
 from .files import atomic_path
 
@@ -17,7 +17,7 @@ def setup(smoke=False, name=competition.PADDY, workdir='.'):
     (smoke mode), else downloaded."""
     ws = Path(workdir)
     if (ws / competition.WORKSPACE_FILE).exists(): return competition.find(workdir=ws)
-    if smoke and not (kaggle.in_kaggle_notebook() and kaggle.attached(name, ws)):
+    if smoke and not (kernel.in_kaggle_notebook() and kernel.attached(name, ws)):
         path = ws / SAMPLE_DIR
         if not (path / 'train.csv').exists(): sample.write_sample(path, scale=SMOKE_SCALE)
         comp = competition.load(path, name=name)
@@ -30,7 +30,7 @@ def config(arch, smoke=False, workdir='.', **kw):
     """A TrainConfig for `arch`: pretrained weights from the attached weights dataset when it holds them; in smoke
     mode without them, none (tiny models from scratch); in smoke mode one epoch and no worker processes."""
     from .config import TrainConfig
-    w = kaggle.weights_for(arch, workdir)
+    w = kernel.weights_for(arch, workdir)
     if w is not None:
         kw.setdefault('pretrained', True)
         kw.setdefault('weights', str(w))

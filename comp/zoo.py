@@ -1,12 +1,15 @@
 """The model zoo: one recipe per architecture, as data, and everything comp asks timm about an architecture
-(names and tags, fixed input size, normalization, hub repo, finding weights). Any timm model name works too."""
+(names and tags, fixed input size, normalization, hub repo, finding weights), and packing hub weight files with a
+manifest for a notebook without network. Any timm model name works too."""
 import difflib
 import functools
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import CompError, ConfigError
+from .files import write_json
 
 RESIZE_METHODS = ('squish', 'crop', 'pad')
 
@@ -160,6 +163,7 @@ def hub_repo(arch):
 
 NO_WEIGHTS = 'pass --weights FILE (or a folder of cached Hugging Face hub files), or --no-pretrained'
 WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
+WEIGHTS_MANIFEST = 'comp-weights.json'   # in a packed weights folder: which timm models it holds, and their hub repos
 
 
 def hub_cached(arch, cache_dir=None):
@@ -200,3 +204,35 @@ def weights_file(arch, weights):
         if found: return found[0]
     raise ConfigError(f'--weights {weights}: no weights for {arch} in it (expected a Hugging Face hub cache '
                       f'with {hub_repo(arch) or arch}, or {arch}/model.safetensors)')
+
+
+def hub_weights(arch):
+    """(hub repo, cached weights file) of a recipe's or timm model's pretrained weights, downloaded if not cached."""
+    from huggingface_hub import hf_hub_download
+    name = recipe(arch).arch
+    repo = hub_repo(name)
+    if not repo: raise CompError(f'{arch}: timm has no Hugging Face hub weights for {name} to push')
+    hit = hub_cached(name)
+    if hit: return repo, hit
+    try: return repo, Path(hf_hub_download(repo, WEIGHT_FILES[0]))
+    except Exception as e:
+        raise CompError(f'pretrained weights for {name} are not in the Hugging Face cache and could not be downloaded '
+                        f'({type(e).__name__}): run with network once, or point HF_HUB_CACHE at a cache holding {repo}') from None
+
+
+def pack_weights(archs, out):
+    """Copy the hub-cache files of `archs`' pretrained weights into `out` in the hub's own layout, with a manifest,
+    so `--weights out` (weights_file) finds them with no network."""
+    out = Path(out)
+    manifest = {'archs': {}}
+    for arch in archs:
+        repo, f = hub_weights(arch)
+        rev = f.parent.name                      # hub files live in snapshots/<revision>/
+        folder = out / f'models--{repo.replace("/", "--")}'
+        (folder / 'snapshots' / rev).mkdir(parents=True, exist_ok=True)
+        (folder / 'refs').mkdir(exist_ok=True)
+        (folder / 'refs' / 'main').write_text(rev)
+        shutil.copyfile(f, folder / 'snapshots' / rev / f.name)   # the blob itself, not the cache's symlink
+        manifest['archs'][recipe(arch).arch] = repo
+    write_json(out / WEIGHTS_MANIFEST, manifest)
+    return manifest

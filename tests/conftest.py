@@ -75,9 +75,9 @@ def comp_cli(*args, cwd=None, env=None, timeout=900):
 @pytest.fixture(scope='session')
 def wheelhouse(tmp_path_factory):
     """The wheels a library dataset carries, fetched once per session (pip download, or pip's cache)."""
-    from comp import kaggle
-    kaggle.library_files(tmp_path_factory.mktemp('lib'))
-    return kaggle.wheel_cache()
+    from comp import wheels
+    wheels.library_files(tmp_path_factory.mktemp('lib'))
+    return wheels.wheel_cache()
 
 
 @pytest.fixture(scope='session')

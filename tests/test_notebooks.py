@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from comp import competition, kaggle, notebook, runs, submission, zoo
+from comp import competition, kaggle, kernel, notebook, runs, submission, wheels, zoo
 from conftest import comp_cli, kernel_spec
 from kaggle_server import FakeKaggle, client_env
 
@@ -42,7 +42,7 @@ def test_committed_without_outputs_parameters_first_install_cell_and_archs_decla
         if c['cell_type'] == 'code': assert not c['outputs'] and c['execution_count'] is None, src(c)[:60]
     code = [c for c in cs if c['cell_type'] == 'code']
     install = [i for i, c in enumerate(code) if 'install' in c['metadata'].get('tags', [])]
-    assert len(install) == 1 and src(code[install[0]]) == kaggle.INSTALL_CELL
+    assert len(install) == 1 and src(code[install[0]]) == kernel.INSTALL_CELL
     assert all('from comp' not in src(c) for c in code[:install[0]])  # comp is installed before it is imported
     named = {n for c in code for n in re.findall(r"'([a-z0-9_]+)'", src(c)) if n in zoo.RECIPES}
     # push-notebook --no-internet checks the weights dataset against what a notebook declares it trains
@@ -169,7 +169,7 @@ def test_pushed_notebook_runs_as_kaggle_runs_it_offline(tmp_path, kernels, wheel
         working.mkdir()
         pushed = tmp_path / 'pushed.ipynb'
         pushed.write_text(k['text'])
-        carried = list(kaggle.carried())
+        carried = list(wheels.carried())
         assert 'fastkaggle' in carried and not {'torch', 'fastai', 'timm', 'numpy'} & set(carried)
         python = fresh_env(tmp_path / 'fresh', carried + ['comp'])
         # No PYTHONPATH, proxies or credentials pass through; pip reads no config (with its extra package sources).
