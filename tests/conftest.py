@@ -57,6 +57,9 @@ def two_runs(tiny_sample, tmp_path_factory):
     return ws, a, b
 
 
+SWIN = 'swin_tiny_patch4_window7_224'   # timm has no tiny test Swin; untrained, 28M weights, fast at 64 px
+
+
 def ended_pid():
     """The pid of a process that has exited: what a killed run leaves in its status.json."""
     import subprocess
