@@ -1,13 +1,14 @@
 """comp's fastai callbacks in real runs (comp.callbacks): RunLog's metrics rows, counted across fine_tune's frozen
-epoch, and its line per epoch; the two-headed loss and metrics of --target disease+variety; progressive resizing."""
+epoch, its line per epoch, and its stop on a loss that is not finite; the two-headed loss and metrics of --target
+disease+variety; progressive resizing."""
 import json
 
 import pandas as pd
 import pytest
 
-from comp import train
+from comp import runs, train
 from comp.config import TrainConfig
-from conftest import comp_cli
+from conftest import TRAIN, comp_cli, one_line
 
 slow = pytest.mark.slow
 
@@ -32,6 +33,16 @@ def test_epoch_lines_when_not_a_terminal(workspace):
     lines = [l for l in r.stdout.splitlines() if l.startswith('epoch ')]
     assert [l.split(':')[0] for l in lines] == ['epoch 1', 'epoch 2']
     assert '█' not in r.stdout and 'validation error:' in r.stdout
+
+
+@slow
+def test_a_loss_that_is_not_finite_fails_the_run(workspace):
+    r = comp_cli(*TRAIN, '--lr', '1e30', cwd=workspace)
+    one_line(r, 'training stopped in epoch 1', 'lower --lr')
+    run = runs.Run(next((workspace / 'runs').iterdir()))
+    assert run.status == 'failed' and not run.model_file.exists() and not run.checkpoint_file.exists()
+    one_line(comp_cli('predict', run.name, cwd=workspace), 'failed')
+    assert not (workspace / 'submissions').exists()
 
 
 @slow

@@ -1,5 +1,6 @@
-"""Training: the resolved config, the schedules, lr_find, resume, augmentation and regularisers, other input sizes,
-and what a run records, with real fastai training of timm's tiny models."""
+"""Training: the resolved config and the settings it refuses, the schedules, lr_find, resume (and when it is refused),
+augmentation and regularisers, other input sizes, and what a run records, with real fastai training of timm's tiny
+models."""
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from comp import competition, config, runs, train
 from comp.errors import CompError, ConfigError
 from comp.learner import no_bars, training_learner
 from comp.config import TrainConfig, resolve
-from conftest import SWIN, comp_cli, ended_pid
+from conftest import SWIN, comp_cli, ended_pid, fake_run, one_line, snapshot
 
 slow = pytest.mark.slow
 
@@ -71,6 +72,25 @@ def test_without_pretrained_weights_the_default_schedule_is_one_cycle():
 ])
 def test_bad_options_say_how_to_fix(kw, msg):
     with pytest.raises(ConfigError, match=msg.replace('+', r'\+')): resolve(TrainConfig(**kw))
+
+
+# Settings no run can train with, through train.train: each fails before a run folder exists.
+SETTINGS = [
+    (dict(lr='-1'), '--lr -1.0: use a positive'), (dict(lr='inf'), '--lr inf'), (dict(lr=0), '--lr 0'),
+    (dict(bs=5000), 'no batch would train'), (dict(workers=-1), '--workers -1'), (dict(folds=1), '--folds 1'),
+    (dict(folds=3, fold=3), '--fold 3'), (dict(folds=50), 'fewer folds'), (dict(valid_pct=1.5), '--valid-pct 1.5'),
+    (dict(valid_pct=0.001), 'another fraction'), (dict(pretrained=True, weights='/no/such.pth'), 'no such file'),
+    (dict(size='[]'), "--size '[]'"), (dict(size=4), '--size 4'), (dict(valid_pct=-0.1), '--valid-pct -0.1'),
+    (dict(valid_pct=0, keep='best'), 'no validation set'),
+]
+
+
+@pytest.mark.parametrize('kw, msg', SETTINGS, ids=[m for _, m in SETTINGS])
+def test_impossible_settings_fail_before_a_run_exists(workspace, kw, msg):
+    before = snapshot(workspace)
+    with pytest.raises(CompError, match=msg.replace('[', r'\[').replace(']', r'\]')):
+        train.train(config.TrainConfig(**{'arch': 'test_convnext', 'epochs': 1, 'workers': 0, **kw}), quiet=True)
+    assert snapshot(workspace) == before and not (workspace / 'runs').exists()
 
 
 @slow
@@ -280,3 +300,29 @@ def test_swin_trains_and_predicts_at_a_non_native_size(workspace):
     assert len(sub) == len(competition.find().test_ids())
 
 
+def test_resume_is_refused_while_the_run_trains_elsewhere_and_a_reused_pid_is_not_trusted(workspace, tiny_sample):
+    from comp import machine
+    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        run = fake_run(workspace, tiny_sample, status='running', pid=p.pid, started=machine.started(p.pid))
+        assert run.status == 'running'
+        with pytest.raises(CompError, match='still training'): train.train(resume=run.name, workdir=workspace)
+        one_line(comp_cli('train', '--resume', run.name, cwd=workspace), 'still training')
+        # the same pid, but not the process that started the run: it is gone
+        rec = {**run.status_record(), 'started': machine.started(p.pid) - 1}
+        run.status_file.write_text(json.dumps(rec))
+        assert run.status == 'incomplete'
+    finally:
+        p.kill()
+        p.wait()
+
+
+@slow
+def test_a_truncated_checkpoint_on_resume_is_one_line(trained):
+    ws, run = trained
+    copy = runs.Run(shutil.copytree(run.path, run.path.parent / (run.name + '-cut')))
+    copy.checkpoint_file.write_bytes(copy.model_file.read_bytes()[:1000])
+    copy.model_file.unlink()
+    copy.result_file.unlink()
+    copy.status_file.write_text(json.dumps({'status': 'incomplete', 'epochs_done': 1}))
+    one_line(comp_cli('train', '--resume', copy.name, cwd=ws), 'checkpoint.pth cannot be read', 'delete it')
