@@ -246,8 +246,6 @@ def _fastai_parts():
         def _wrap_dl(self, dl):
             return dl if isinstance(dl, DistributedDL) else CPUSafeDL(dl, device=self.learn.model.device)
 
-    Trainer.DL = CPUSafeDL
-
     class Gathered(Metric):
         """A validation metric (or the loss) of every process's predictions together: DistributedDL.to_detach
         gathers them and drops the padding that evens out the processes' shares, and `func` runs once over the

@@ -57,10 +57,37 @@ def two_runs(tiny_sample, tmp_path_factory):
     return ws, a, b
 
 
+@pytest.fixture(scope='session')
+def trained(tiny_sample, tmp_path_factory):
+    """(workspace, run): one tiny test_convnext run for the predict and resume cases of test_predict and test_train,
+    trained once; tests may add files."""
+    from comp import config, train
+    ws = tmp_path_factory.mktemp('trained-ws')
+    competition.record(competition.load(tiny_sample), ws)
+    return ws, train.train(config.TrainConfig(arch='test_convnext', epochs=1, workers=0), workdir=ws, quiet=True)
+
+
+TRAIN = ('train', '--arch', 'test_convnext', '--epochs', '1', '--workers', '0')   # the smallest `comp train`
+
+SWIN = 'swin_tiny_patch4_window7_224'   # timm has no tiny test Swin; untrained, 28M weights, fast at 64 px
+
+
 def ended_pid():
     """The pid of a process that has exited: what a killed run leaves in its status.json."""
     import subprocess
     return int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout)
+
+
+def fake_run(ws, tiny_sample, status='incomplete', **extra):
+    """A run folder as `runs.create` makes it, without training, in status `status` (from a process that is gone)."""
+    import json
+    from comp import runs
+    from comp.config import TrainConfig, resolve
+    c = resolve(TrainConfig(arch='test_convnext', epochs=1, workers=0), competition.load(tiny_sample))
+    run = runs.create(ws, c)
+    rec = {**run.status_record(), 'status': status, 'pid': ended_pid(), **extra}
+    run.status_file.write_text(json.dumps(rec))
+    return run
 
 
 def comp_cli(*args, cwd=None, env=None, timeout=900):
@@ -70,6 +97,18 @@ def comp_cli(*args, cwd=None, env=None, timeout=900):
     exe = Path(sys.executable).parent / 'comp'
     e = {**os.environ, **(env or {})}
     return subprocess.run([str(exe), *map(str, args)], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
+
+
+def one_line(r, *words):
+    """The command failed as a user error should: exit 1, one stderr line, no traceback, the words in it."""
+    assert r.returncode == 1, r.stdout[-1000:] + r.stderr[-2000:]
+    assert r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    for w in words: assert w in r.stderr, r.stderr
+
+
+def snapshot(ws):
+    """Every file under the workspace with its bytes: what a failed command must leave as it was."""
+    return {p.relative_to(ws).as_posix(): p.read_bytes() for p in sorted(Path(ws).rglob('*')) if p.is_file()}
 
 
 @pytest.fixture(scope='session')

@@ -110,3 +110,10 @@ def test_a_pickled_cache_maps_the_same_files(tiny_sample, tmp_path):
     tb = twin(b, split_idx=0)                                                   # written by the twin ...
     n = tfm.decodes_count
     assert torch.equal(tfm(b, split_idx=0), tb) and tfm.decodes_count == n      # ... and seen by the original
+
+
+def test_a_missing_decode_cache_folder_falls_back_and_says_so(monkeypatch, tmp_path):
+    from comp import cache
+    monkeypatch.setenv('COMP_DECODE_CACHE_DIR', str(tmp_path / 'not-there'))
+    where, why = cache.plan(('squish', (96, 96)), 10)
+    assert where is not None and 'not-there' in why and 'is not a folder' in why and 'no room' not in why

@@ -7,6 +7,7 @@ import pytest
 from comp import competition
 from comp.competition import Layout
 from comp.errors import DataError
+from conftest import comp_cli, one_line
 
 
 def problems(root):
@@ -93,3 +94,23 @@ def test_find_uses_recorded_competition_or_says_how_to_get_one(tiny_sample, tmp_
         competition.find(workdir=tmp_path)
     competition.record(competition.load(tiny_sample), tmp_path)
     assert competition.find(workdir=tmp_path).path == tiny_sample.resolve()
+
+
+def test_a_sample_submission_with_no_rows(tiny_copy, tmp_path):
+    (tiny_copy / 'sample_submission.csv').write_text('image_id,label\n')
+    before = sorted(tmp_path.iterdir())
+    one_line(comp_cli('validate', 'x.csv', '--data', tiny_copy, cwd=tmp_path), 'sample_submission.csv has no rows')
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
+
+
+def test_a_too_large_image_and_an_empty_label_are_named(tiny_copy, monkeypatch, tmp_path):
+    from PIL import Image
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)
+    assert competition._decodes(next((tiny_copy / 'test_images').iterdir())) == 'too large'
+    monkeypatch.undo()
+    df = pd.read_csv(tiny_copy / 'train.csv', dtype=str, keep_default_na=False)
+    df.loc[0, 'label'] = ''
+    df.to_csv(tiny_copy / 'train.csv', index=False)
+    found = ' '.join(competition.problems_of(competition.Competition(tiny_copy), check_images=False))
+    assert 'empty label' in found and df.loc[0, 'image_id'] in found
+    assert "(no folder for: '')" in found

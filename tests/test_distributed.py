@@ -76,13 +76,22 @@ def test_a_run_trained_on_two_processes_predicts_with_tta_on_one(two_procs):
 
 
 def _indices(out, use_fastai):
-    """In each of two processes: the validation order's indices this process gets from a DistributedDL."""
+    """In each of two processes: the training order's indices this process gets from the DataLoader a trainer wraps
+    the learner's in as the fit begins: fastai's DistributedTrainer, or the one comp's to_distributed adds."""
+    import torch
+    from fastai.data.core import DataLoaders
     from fastai.data.load import DataLoader
-    from fastai.distributed import DistributedDL
+    from fastai.distributed import DistributedTrainer
+    from fastai.learner import Learner
     with distributed.process_group():
         dl = DataLoader(list(range(11)), bs=4, shuffle=True)
-        cls = DistributedDL if use_fastai else distributed._fastai_parts()[0].DL
-        try: got = list(cls(dl, device='cpu').get_idxs())
+        learn = Learner(DataLoaders(dl, dl), torch.nn.Linear(1, 1), loss_func=torch.nn.MSELoss())
+        if use_fastai: learn.add_cb(DistributedTrainer(sync_bn=False, cpu=True))
+        else: distributed.to_distributed(learn)
+        trainer = next(cb for cb in learn.cbs if isinstance(cb, DistributedTrainer))
+        try:
+            trainer.before_fit()
+            got = list(learn.dls.train.get_idxs())
         except Exception as e: got = type(e).__name__
         Path(out, f'rank{distributed.rank()}.json').write_text(json.dumps(got))
 

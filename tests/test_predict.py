@@ -1,4 +1,5 @@
-"""Prediction: test probabilities and submissions of a run, and TTA equal to fastai's with each image decoded once."""
+"""Prediction: test probabilities and submissions of a run, with and without TTA; stored predictions keyed on every
+TTA setting; what Kaggle said about a submission kept when predicting again."""
 import json
 
 import numpy as np
@@ -6,10 +7,8 @@ import pandas as pd
 import pytest
 
 from comp import competition, predict, runs, submission
-from comp.cache import cache_of
-from comp.learner import build_learner, error
-from comp.config import TrainConfig, resolve
-from comp.tta import tta
+from comp.learner import error
+from conftest import comp_cli, one_line
 
 
 @pytest.mark.slow
@@ -34,76 +33,6 @@ def test_predict_writes_submission_in_sample_order_and_scores(two_runs, tiny_sam
 
 
 @pytest.mark.slow
-def test_tta_equals_fastai(two_runs):
-    from fastai.vision.all import set_seed
-    ws, a, _ = two_runs
-    learn, comp, _ = predict.load_learner(a, ws)
-    dl = learn.dls.valid.new(shuffle=False, drop_last=False)
-    set_seed(5)
-    ref, _ = learn.tta(dl=dl, n=3, beta=0.3)
-    set_seed(5)
-    ours = tta(learn, dl, n=3, beta=0.3)
-    assert torch_close(ref, ours)
-    plain, _ = learn.get_preds(dl=dl)
-    assert not torch_close(plain, ours)  # the augmented passes really changed something
-
-
-@pytest.mark.parametrize('method', ['pad', 'crop'])
-def test_tta_with_random_item_resizes_still_equals_fastai(workspace, tmp_path, method):
-    # fastai places padded and cropped images at random per TTA pass: comp must keep that, not replay one decode
-    from fastai.vision.all import set_seed
-    c = resolve(TrainConfig(arch='test_convnext', resize=(method, (96, 72)), workers=0), competition.find())
-    learn = build_learner(c, competition.find(), tmp_path, '.')
-    dl = learn.dls.valid.new(shuffle=False, drop_last=False)
-    set_seed(3)
-    ref, _ = learn.tta(dl=dl, n=2)
-    set_seed(3)
-    assert torch_close(ref, tta(learn, dl, n=2))
-
-
-@pytest.mark.parametrize('method', ['pad', 'crop'])
-def test_tta_on_the_test_set_decodes_each_image_once_with_fastais_result(workspace, tmp_path, method):
-    # the convnext recipes pad: their TTA must read each image once, and still equal plain fastai's
-    from PIL import Image
-    from fastai.vision.all import set_seed
-    comp = competition.find()
-    c = resolve(TrainConfig(arch='test_convnext', resize=(method, (96, 72)), workers=0), comp)
-    learn = build_learner(c, comp, tmp_path, '.')  # a predicting learner, as `comp predict` loads
-    plain = build_learner({**c, 'cache': False}, comp, tmp_path, '.')
-    plain.model.load_state_dict(learn.model.state_dict())
-    cache = cache_of(learn.dls.valid.dataset)
-    assert cache is not None and cache_of(plain.dls.valid.dataset) is None
-    landscape = lambda paths: sum(w > h for w, h in (Image.open(p).size for p in paths))
-    dls = {'test': (predict.test_dl(learn, comp), predict.test_dl(plain, comp),
-                    [comp.path / comp.layout.test_dir / i for i in comp.test_ids()]),
-           'valid': (learn.dls.valid.new(shuffle=False, drop_last=False), plain.dls.valid.new(shuffle=False, drop_last=False),
-                     [comp.path / p for p in learn.dls.valid.dataset.items['path']])}
-    # the sample's landscape photos are in the training split: them and a few portraits, as a dl to predict
-    tr = learn.dls.train.dataset.items
-    wide = tr['path'].map(lambda p: landscape([comp.path / p]) == 1)
-    unread = tr['path'].map(lambda p: cache.done[cache.index[str(comp.path / p)]] == 0)  # building read one
-    some = pd.concat([tr[wide], tr[~wide & unread].head(10)])
-    dls['landscape'] = (learn.dls.test_dl(some), plain.dls.test_dl(some), [comp.path / p for p in some['path']])
-    for name, (dl, plain_dl, paths) in dls.items():
-        set_seed(3)
-        ref, _ = plain.tta(dl=plain_dl, n=2)
-        set_seed(3)
-        decodes, reads = cache.decodes_count, cache.reads_count
-        assert torch_close(ref, tta(learn, dl, n=2)), name
-        moved = landscape(paths)
-        # a portrait photo is decoded once; a landscape one, which placement moves, in every pass (2 + 1)
-        assert cache.decodes_count - decodes == len(paths) + 2 * moved, name
-        # with no such photo, every pass is replayed from one read; with one, fastai's passes read the cache
-        assert cache.reads_count - reads == len(paths) * (1 if moved == 0 else 1 + 3), name
-    assert landscape(dls['landscape'][2]) > 0 and landscape(dls['test'][2]) == 0  # both branches ran
-
-
-def torch_close(a, b):
-    import torch
-    return torch.allclose(torch.as_tensor(a).float(), torch.as_tensor(b).float(), atol=1e-6)
-
-
-@pytest.mark.slow
 def test_predict_tta_records_both_errors_and_runs_shows_them(two_runs):
     ws, a, _ = two_runs
     path = predict.predict(a, tta=2, workdir=ws)['submission']
@@ -115,3 +44,40 @@ def test_predict_tta_records_both_errors_and_runs_shows_them(two_runs):
     assert side['tta'] == 2 and side['beta'] == 0.25 and side['valid_error_tta'] == res['valid_error_tta']
     row = next(r for r in runs.table(ws) if r['run'] == a.name)
     assert row['tta_error'] == res['valid_error_tta'] and row['error'] == res['valid_error']
+
+
+@pytest.mark.slow
+def test_stored_tta_predictions_are_keyed_on_every_setting(trained):
+    ws, run = trained
+    a = predict.predict(run, tta=2, beta=0.9, workdir=ws)
+    b = predict.predict(run, tta=3, beta=0.9, workdir=ws)
+    c = predict.predict(run, tta=2, beta=0.25, workdir=ws)
+    assert a['submission'] != c['submission']
+    assert not run.preds_file('test', 2, 0.9).read_bytes() == run.preds_file('test', 2, 0.25).read_bytes()
+    vocab = run.vocab
+    for rec, (n, beta) in ((a, (2, 0.9)), (b, (3, 0.9)), (c, (2, 0.25))):
+        valid = run.read_preds('valid', n, 'image_id', beta)
+        assert rec['valid_error_tta'] == pytest.approx(error(valid, vocab))
+        assert submission.read_sidecar(rec['submission'])['beta'] == beta
+    res = runs.Run(run.path).result
+    assert set(res['tta_errors']) == {'tta2_beta0.9', 'tta3_beta0.9', 'tta2_beta0.25'}
+    assert res['tta'] == 2 and res['beta'] == 0.25 and res['valid_error_tta'] == c['valid_error_tta']
+    # asked again, the first setting reads its own stored file and reports its own error
+    again = predict.predict(run, tta=2, beta=0.9, workdir=ws)
+    assert again['valid_error_tta'] == a['valid_error_tta'] and again['submission'] == a['submission']
+
+
+@pytest.mark.slow
+def test_predict_again_keeps_the_kaggle_record(trained):
+    ws, run = trained
+    r = comp_cli('predict', run.name, cwd=ws)
+    assert r.returncode == 0, r.stderr[-2000:]
+    sub = ws / r.stdout.split('submission: ')[1].strip()
+    side = submission.read_sidecar(sub)
+    side['kaggle'] = [{'ref': 1, 'public_score': '0.5'}]
+    submission.sidecar_path(sub).write_text(json.dumps(side))
+    r = comp_cli('predict', run.name, cwd=ws)
+    assert r.returncode == 0 and submission.read_sidecar(sub)['kaggle'] == [{'ref': 1, 'public_score': '0.5'}]
+    r = comp_cli('predict', run.name, '--tta', '2', '--name', sub.stem, cwd=ws)
+    one_line(r, 'already holds other predictions', 'submitted to Kaggle')
+    assert submission.read_sidecar(sub)['kaggle'] == [{'ref': 1, 'public_score': '0.5'}]

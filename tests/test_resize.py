@@ -1,6 +1,9 @@
-"""Pre-resized copies: parallel, idempotent, following changes, and used by training when big enough."""
+"""Pre-resized copies: parallel, idempotent, following changes, resumed after a kill, never used stale, and used by
+training when big enough."""
 import json
+import shutil
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -40,3 +43,40 @@ def test_train_uses_a_big_enough_resized_copy_and_says_so(workspace):
     assert cfg['images'].endswith('resized/160')
     r = comp_cli('predict', run.name, cwd=workspace)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_a_killed_resize_redoes_only_what_it_had_not_done(tiny_copy, tmp_path, monkeypatch):
+    comp = competition.load(tiny_copy)
+    last = sorted((tiny_copy / 'train_images' / 'tungro').iterdir())[-1]  # the last image resize does
+    good = last.read_bytes()
+    last.write_bytes(b'not a jpeg')  # resize dies on the last image, as if killed there
+    monkeypatch.setattr(resize, 'CHUNK', 8)
+    with pytest.raises(Exception): resize.resize(128, comp, workdir=tmp_path, workers=1)
+    last.write_bytes(good)
+    total = len(comp.train_df()) + len(comp.test_ids())
+    _, n = resize.resize(128, comp, workdir=tmp_path, workers=1)
+    assert n <= 8  # the last chunk only, not every image again
+    assert not resize.stale(comp, resize.resized_path(tmp_path, 128)) and n < total
+
+
+def test_a_stale_resized_copy_is_never_used(tiny_copy, tmp_path):
+    from PIL import Image
+    comp = competition.load(tiny_copy)
+    path, _ = resize.resize(128, comp, workdir=tmp_path, workers=1)
+    assert resize.usable(comp, tmp_path, (96, 96)) == path
+    src = sorted((tiny_copy / 'train_images' / 'normal').iterdir())[0]
+    Image.new('RGB', (480, 640), (10, 200, 10)).save(src)  # overwritten after `comp resize`
+    notes = []
+    assert resize.usable(comp, tmp_path, (96, 96), notes) is None
+    assert src.name in notes[0] and 'comp resize --size 128' in notes[0]
+    resize.resize(128, comp, workdir=tmp_path, workers=1)
+    assert resize.usable(comp, tmp_path, (96, 96)) == path
+    # An image moved to another label folder (train.csv following it) is not in the copy where training looks.
+    df = pd.read_csv(tiny_copy / 'train.csv', dtype=str)
+    i = df.index[df['label'] == 'blast'][0]
+    moved = df.loc[i, 'image_id']
+    shutil.move(tiny_copy / 'train_images' / 'blast' / moved, tiny_copy / 'train_images' / 'hispa' / moved)
+    df.loc[i, 'label'] = 'hispa'
+    df.to_csv(tiny_copy / 'train.csv', index=False)
+    notes = []
+    assert resize.usable(competition.load(tiny_copy), tmp_path, (96, 96), notes) is None and moved in notes[0]

@@ -1,4 +1,5 @@
-"""The runs table (best validation error first, unfinished runs last) and run status."""
+"""The runs table (best validation error first, unfinished runs last), run status, and runs whose records are damaged
+(a complete run without its model, a corrupt status.json)."""
 import json
 import os
 import shutil
@@ -6,7 +7,7 @@ import shutil
 import pytest
 
 from comp import runs
-from conftest import comp_cli, ended_pid
+from conftest import comp_cli, ended_pid, fake_run, one_line
 
 
 def _copy(run, name, **result):
@@ -59,3 +60,24 @@ def _umask():
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def test_a_complete_run_missing_its_model_says_what_is_missing(workspace, tiny_sample):
+    run = fake_run(workspace, tiny_sample, status='complete')
+    run.write_vocab(['a'])
+    run.write_result({'valid_error': 0.5})
+    for argv in (('train', '--resume', run.name), ('predict', run.name)):
+        r = comp_cli(*argv, cwd=workspace)
+        one_line(r, 'model.pth is missing')
+        assert 'already complete' not in r.stderr
+
+
+def test_a_corrupt_record_is_one_line_and_breaks_no_other_run(workspace, tiny_sample):
+    good, bad = fake_run(workspace, tiny_sample), fake_run(workspace, tiny_sample)
+    bad.status_file.write_text('{"status": "runn')
+    r = comp_cli('runs', '--json', cwd=workspace)
+    assert r.returncode == 0, r.stderr
+    rows = {row['run']: row for row in json.loads(r.stdout)}
+    assert rows[good.name]['status'] == 'incomplete' and rows[bad.name]['status'] == 'unreadable'
+    assert 'status.json' in rows[bad.name]['why']
+    one_line(comp_cli('train', '--resume', bad.name, cwd=workspace), 'status.json is not valid JSON')

@@ -7,6 +7,7 @@ from PIL import Image
 
 from comp import competition
 from comp.sample import COUNTS, LABELS, VARIETIES, AGES, draw_leaf, write_sample
+from conftest import comp_cli, ended_pid
 
 
 def test_layout_matches_paddy(tiny_sample):
@@ -75,3 +76,11 @@ def test_mean_colour_does_not_give_the_label_away(small_sample):
     pred = [min(cents, key=lambda l: np.linalg.norm(f - cents[l])) for f in feats[te]]
     acc = (np.array(pred) == y[te]).mean()
     assert acc < 0.35, acc
+
+
+def test_a_killed_sample_leaves_nothing_behind_for_long(tmp_path):
+    left = tmp_path / f'.paddy.{ended_pid()}.abc'
+    (left / 'train_images').mkdir(parents=True)  # what a killed `comp sample paddy` left
+    r = comp_cli('sample', 'paddy', '--scale', '0.005', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not left.exists() and sorted(p.name for p in tmp_path.iterdir()) == ['comp.json', 'paddy']

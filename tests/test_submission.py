@@ -1,4 +1,7 @@
-"""Submission CSVs: every validation failure named, rows matched by id, scoring, atomic writes."""
+"""Submission CSVs: every validation failure named, rows matched by id, scoring, atomic writes, never replaced
+silently."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -66,3 +69,24 @@ def test_score_without_solution_says_why(tiny_copy, sol, tmp_path):
     sol.to_csv(f, index=False)
     with pytest.raises(SubmissionError, match='no solution.csv'):
         submission.score(f, competition.load(tiny_copy))
+
+
+def test_a_submission_is_never_replaced_silently_nor_its_kaggle_record_lost(tiny_sample, tmp_path):
+    comp = competition.load(tiny_sample)
+    sol = pd.read_csv(tiny_sample / 'solution.csv', dtype=str)
+    other = sol.assign(label=sol['label'].iloc[::-1].to_numpy())
+    first = submission.write(comp, sol, 'ens', {'runs': ['a', 'b']}, tmp_path, default_name=True)
+    side = submission.read_sidecar(first)
+    side['kaggle'] = [{'ref': 7, 'public_score': '0.9'}]
+    submission.sidecar_path(first).write_text(json.dumps(side))
+    # the same submission again keeps what Kaggle said about it
+    assert submission.write(comp, sol, 'ens', {'runs': ['a', 'b']}, tmp_path, default_name=True) == first
+    assert submission.read_sidecar(first)['kaggle'] == [{'ref': 7, 'public_score': '0.9'}]
+    # another ensemble under the same default name goes beside it
+    second = submission.write(comp, other, 'ens', {'runs': ['a', 'c']}, tmp_path, default_name=True)
+    assert second.name == 'ens-2.csv' and first.read_text() == sol.to_csv(index=False)
+    assert submission.read_sidecar(first)['kaggle'] and submission.read_sidecar(second)['runs'] == ['a', 'c']
+    # a name the user chose is refused rather than replaced
+    with pytest.raises(SubmissionError, match='submitted to Kaggle'):
+        submission.write(comp, other, 'ens', {'runs': ['a', 'c']}, tmp_path)
+    assert submission.read_sidecar(first)['runs'] == ['a', 'b']

@@ -1,5 +1,6 @@
-"""Training: the resolved config, the schedules, lr_find, resume, weights, multi-target, and what a run records,
-with real fastai training of timm's tiny models."""
+"""Training: the resolved config and the settings it refuses, the schedules, lr_find, resume (and when it is refused),
+augmentation and regularisers, other input sizes, and what a run records, with real fastai training of timm's tiny
+models."""
 import json
 import os
 import shutil
@@ -11,14 +12,13 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-import timm
 import torch
 
 from comp import competition, config, runs, train
 from comp.errors import CompError, ConfigError
-from comp.learner import build_learner, no_bars, training_learner
+from comp.learner import no_bars, training_learner
 from comp.config import TrainConfig, resolve
-from conftest import comp_cli, ended_pid
+from conftest import SWIN, comp_cli, ended_pid, fake_run, one_line, snapshot
 
 slow = pytest.mark.slow
 
@@ -72,6 +72,25 @@ def test_without_pretrained_weights_the_default_schedule_is_one_cycle():
 ])
 def test_bad_options_say_how_to_fix(kw, msg):
     with pytest.raises(ConfigError, match=msg.replace('+', r'\+')): resolve(TrainConfig(**kw))
+
+
+# Settings no run can train with, through train.train: each fails before a run folder exists.
+SETTINGS = [
+    (dict(lr='-1'), '--lr -1.0: use a positive'), (dict(lr='inf'), '--lr inf'), (dict(lr=0), '--lr 0'),
+    (dict(bs=5000), 'no batch would train'), (dict(workers=-1), '--workers -1'), (dict(folds=1), '--folds 1'),
+    (dict(folds=3, fold=3), '--fold 3'), (dict(folds=50), 'fewer folds'), (dict(valid_pct=1.5), '--valid-pct 1.5'),
+    (dict(valid_pct=0.001), 'another fraction'), (dict(pretrained=True, weights='/no/such.pth'), 'no such file'),
+    (dict(size='[]'), "--size '[]'"), (dict(size=4), '--size 4'), (dict(valid_pct=-0.1), '--valid-pct -0.1'),
+    (dict(valid_pct=0, keep='best'), 'no validation set'),
+]
+
+
+@pytest.mark.parametrize('kw, msg', SETTINGS, ids=[m for _, m in SETTINGS])
+def test_impossible_settings_fail_before_a_run_exists(workspace, kw, msg):
+    before = snapshot(workspace)
+    with pytest.raises(CompError, match=msg.replace('[', r'\[').replace(']', r'\]')):
+        train.train(config.TrainConfig(**{'arch': 'test_convnext', 'epochs': 1, 'workers': 0, **kw}), quiet=True)
+    assert snapshot(workspace) == before and not (workspace / 'runs').exists()
 
 
 @slow
@@ -131,14 +150,6 @@ def test_resume_keeps_the_learning_rate_lr_find_chose(workspace):
 
 
 @slow
-def test_schedules_fine_tune_adds_a_frozen_epoch(workspace):
-    one = train.train(tc(epochs=2, schedule='one_cycle'), quiet=True)
-    ft = train.train(tc(epochs=2, schedule='fine_tune'), quiet=True)
-    assert list(pd.read_csv(one / 'metrics.csv')['epoch']) == [1, 2]
-    assert list(pd.read_csv(ft / 'metrics.csv')['epoch']) == [1, 2, 3]
-
-
-@slow
 def test_fine_tune_keeps_the_body_frozen_then_trains_it_with_comps_optimizer(workspace, tmp_path):
     comp = competition.find()
     learn, _ = training_learner(resolve(tc(), comp), comp, tmp_path, tmp_path)
@@ -169,58 +180,6 @@ def test_runs_validate_on_the_same_images(workspace):
     assert ids(a) == ids(b)
     c = train.train(tc(folds=3, fold=1), quiet=True)
     assert ids(c) != ids(a)
-
-
-@slow
-def test_multi_target_trains_two_heads_and_predicts_disease(workspace):
-    run = train.train(tc(target='disease+variety', epochs=2), quiet=True)
-    m = pd.read_csv(run / 'metrics.csv')
-    assert {'disease_error', 'variety_error'} <= set(m.columns)
-    vocab = json.loads((run / 'vocab.json').read_text())
-    assert len(vocab) == 10 and 'blast' in vocab
-    valid = pd.read_csv(run / 'preds_valid.csv')
-    assert list(valid.columns[2:]) == vocab
-    from comp.predict import predict
-    sub = pd.read_csv(predict(run)['submission'], dtype=str)
-    assert set(sub['label']) <= set(vocab)
-
-
-def test_local_weights_file_is_really_loaded(workspace, tmp_path):
-    torch.manual_seed(123)
-    body = timm.create_model('test_convnext.r160_in1k', pretrained=False, num_classes=0)
-    f = tmp_path / 'weights.pth'
-    torch.save(body.state_dict(), f)
-    c = resolve(tc(pretrained=True, weights=str(f)), competition.find())
-    learn = build_learner(c, competition.find(), tmp_path, '.', for_training=True)
-    loaded = learn.model[0].model.state_dict()
-    saved = torch.load(f)
-    assert all(torch.equal(loaded[k], v) for k, v in saved.items() if k in loaded)
-    assert sum(k in loaded for k in saved) >= len(saved) - 2  # only the classifier head may differ
-    # a fresh random model differs, so the equality above is the file's doing
-    other = timm.create_model('test_convnext.r160_in1k', pretrained=False, num_classes=0).state_dict()
-    assert not all(torch.equal(other[k], v) for k, v in saved.items() if k in other)
-    # pretrained runs get the model's own normalization
-    assert any(type(t).__name__ == 'Normalize' for t in learn.dls.after_batch.fs)
-
-
-def test_weights_from_a_hub_cache_folder(workspace, tmp_path):
-    # the layout huggingface_hub keeps (and Kaggle datasets of it carry): models--ORG--NAME/{refs,snapshots}
-    from safetensors.torch import save_file
-    torch.manual_seed(7)
-    body = timm.create_model('test_convnext.r160_in1k', pretrained=False, num_classes=0)
-    repo = tmp_path / 'hub' / 'models--timm--test_convnext.r160_in1k'
-    snap = repo / 'snapshots' / ('a' * 40)
-    snap.mkdir(parents=True)
-    (repo / 'refs').mkdir()
-    (repo / 'refs' / 'main').write_text('a' * 40)
-    save_file({k: v.contiguous() for k, v in body.state_dict().items()}, snap / 'model.safetensors')
-    c = resolve(tc(pretrained=True, weights=str(tmp_path / 'hub')), competition.find())
-    learn = build_learner(c, competition.find(), tmp_path, '.', for_training=True)
-    loaded = learn.model[0].model.state_dict()
-    assert all(torch.equal(loaded[k], v) for k, v in body.state_dict().items() if k in loaded)
-    with pytest.raises(CompError, match='no weights for'):
-        build_learner(resolve(tc(arch='test_vit', pretrained=True, weights=str(tmp_path / 'hub')), competition.find()),
-                      competition.find(), tmp_path, '.', for_training=True)
 
 
 @slow
@@ -269,35 +228,11 @@ def test_resume_after_killed_process(workspace, schedule, epochs, total):
     assert r.returncode == 1 and 'already complete' in r.stderr
 
 
-@slow
-def test_epoch_lines_when_not_a_terminal(workspace):
-    r = comp_cli('train', '--arch', 'test_convnext', '--epochs', '2', '--workers', '0', cwd=workspace)
-    assert r.returncode == 0, r.stderr[-2000:]
-    lines = [l for l in r.stdout.splitlines() if l.startswith('epoch ')]
-    assert [l.split(':')[0] for l in lines] == ['epoch 1', 'epoch 2']
-    assert '█' not in r.stdout and 'validation error:' in r.stdout
-
-
 def test_precision_this_machine_lacks_fails_before_any_run(workspace):
     if torch.cuda.is_available(): pytest.skip('this machine has a GPU')
     with pytest.raises(ConfigError, match='needs a CUDA GPU'):
         train.train(tc(precision='fp16'), quiet=True)
     assert not (workspace / 'runs').exists() or not any((workspace / 'runs').iterdir())
-
-
-@slow
-def test_gradient_accumulation_keeps_effective_batch(workspace, tmp_path):
-    c = resolve(tc(bs=8, accum=3), competition.find())
-    learn, precision = training_learner(c, competition.find(), tmp_path, '.')
-    assert precision == 'fp32'
-    acc = [cb for cb in learn.cbs if type(cb).__name__ == 'GradientAccumulation']
-    assert len(acc) == 1 and acc[0].n_acc == 24
-    learn.create_opt()
-    steps, real_step = [], learn.opt.step
-    learn.opt.step = lambda: (steps.append(1), real_step())  # count fastai's optimizer steps
-    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4)
-    n_batches = len(learn.dls.train)
-    assert 0 < len(steps) <= n_batches // 3 + 1 < n_batches  # one step per 3 batches of 8
 
 
 @slow
@@ -345,19 +280,6 @@ def test_regularisers_and_augmentation_strengths_train_and_are_recorded(workspac
     assert [h.func.eps for h in learn.loss_func.heads] == [0.2, 0.2] and two.status == 'complete'
 
 
-def test_vit_pretrained_weights_load_at_a_non_native_size(workspace, tmp_path):
-    # timm's own resizing: the 160 px weights' position embeddings resampled to 96 px (6x6 patches of 16)
-    torch.manual_seed(5)
-    body = timm.create_model('test_vit.r160_in1k', pretrained=False, num_classes=0)
-    f = tmp_path / 'vit.pth'
-    torch.save(body.state_dict(), f)
-    c = resolve(tc(arch='test_vit', size=96, pretrained=True, weights=str(f)), competition.find())
-    learn = build_learner(c, competition.find(), tmp_path, '.', for_training=True)
-    loaded, saved = learn.model[0].model.state_dict(), body.state_dict()
-    assert loaded['pos_embed'].shape[1] != saved['pos_embed'].shape[1]
-    assert all(torch.equal(loaded[k], v) for k, v in saved.items() if k != 'pos_embed')
-
-
 @slow
 def test_vit_trains_and_predicts_at_a_non_native_size(workspace):
     from comp.predict import predict
@@ -365,24 +287,6 @@ def test_vit_trains_and_predicts_at_a_non_native_size(workspace):
     assert run.config['size'] == [96, 96] and run.status == 'complete'
     sub = pd.read_csv(predict(run)['submission'], dtype=str)
     assert len(sub) == len(competition.find().test_ids())
-
-
-SWIN = 'swin_tiny_patch4_window7_224'   # timm has no tiny test Swin; untrained, 28M weights, fast at 64 px
-
-
-def test_swin_pretrained_weights_load_at_a_non_native_size(workspace, tmp_path):
-    # timm pads Swin's 7x7 windows, so any size builds; at 64 px the last stages' feature maps (4x4, 2x2) are smaller
-    # than a window, their windows shrink and timm resamples their relative position tables from the 224 px weights
-    torch.manual_seed(5)
-    body = timm.create_model(SWIN, pretrained=False, num_classes=0)
-    f = tmp_path / 'swin.pth'
-    torch.save(body.state_dict(), f)
-    c = resolve(tc(arch=SWIN, size=64, pretrained=True, weights=str(f)), competition.find())
-    learn = build_learner(c, competition.find(), tmp_path, '.', for_training=True)
-    loaded, saved = learn.model[0].model.state_dict(), body.state_dict()
-    resampled = [k for k, v in saved.items() if loaded[k].shape != v.shape]
-    assert resampled and all(k.endswith('relative_position_bias_table') for k in resampled)
-    assert all(torch.equal(loaded[k], v) for k, v in saved.items() if k not in resampled)
 
 
 @slow
@@ -396,37 +300,29 @@ def test_swin_trains_and_predicts_at_a_non_native_size(workspace):
     assert len(sub) == len(competition.find().test_ids())
 
 
-def _batches(monkeypatch):
-    """What each epoch of the runs trained next in this test trains on: the shape of its first batch, and its
-    optimizer steps."""
-    from fastai.vision.all import Callback
-    from fastcore.basics import defaults
-    seen = []
-    class Batches(Callback):
-        def _on(self): return self.training and not hasattr(self.learn, 'lr_finder')
-        def before_batch(self):
-            if self._on() and self.iter == 0: seen.append([tuple(self.x.shape), 0])
-        def after_step(self):
-            if self._on(): seen[-1][1] += 1
-    monkeypatch.setattr(defaults, 'callbacks', list(defaults.callbacks) + [Batches])
-    return seen
+def test_resume_is_refused_while_the_run_trains_elsewhere_and_a_reused_pid_is_not_trusted(workspace, tiny_sample):
+    from comp import machine
+    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        run = fake_run(workspace, tiny_sample, status='running', pid=p.pid, started=machine.started(p.pid))
+        assert run.status == 'running'
+        with pytest.raises(CompError, match='still training'): train.train(resume=run.name, workdir=workspace)
+        one_line(comp_cli('train', '--resume', run.name, cwd=workspace), 'still training')
+        # the same pid, but not the process that started the run: it is gone
+        rec = {**run.status_record(), 'started': machine.started(p.pid) - 1}
+        run.status_file.write_text(json.dumps(rec))
+        assert run.status == 'incomplete'
+    finally:
+        p.kill()
+        p.wait()
 
 
 @slow
-def test_progressive_resizing_changes_the_size_it_trains_at(workspace, monkeypatch):
-    seen = _batches(monkeypatch)
-    run = train.train(tc(epochs=3, sizes='32,48,64'), quiet=True)
-    # without gradient accumulation the batch size stays the recipe's (more per batch would be fewer, larger steps)
-    assert [shape for shape, _ in seen] == [(16, 3, 32, 32), (16, 3, 48, 48), (16, 3, 64, 64)]
-    assert run.config['sizes'] == [[32, 32], [48, 48], [64, 64]] and run.config['size'] == [64, 64]
-
-
-@slow
-def test_progressive_resizing_trains_more_images_per_batch_at_smaller_sizes(workspace, monkeypatch):
-    # bs 4 x accum 4: at 32 px a batch of 16 holds the pixels of 4 at 64 px, so each step is one batch of 16
-    seen = _batches(monkeypatch)
-    run = train.train(tc(epochs=2, sizes='32,64', bs=4, accum=4), quiet=True)
-    assert [shape for shape, _ in seen] == [(16, 3, 32, 32), (4, 3, 64, 64)]
-    n_train = run.result['n_train']
-    assert [steps for _, steps in seen] == [n_train // 16] * 2   # the same 16 images a step at both sizes
-    assert run.status == 'complete'
+def test_a_truncated_checkpoint_on_resume_is_one_line(trained):
+    ws, run = trained
+    copy = runs.Run(shutil.copytree(run.path, run.path.parent / (run.name + '-cut')))
+    copy.checkpoint_file.write_bytes(copy.model_file.read_bytes()[:1000])
+    copy.model_file.unlink()
+    copy.result_file.unlink()
+    copy.status_file.write_text(json.dumps({'status': 'incomplete', 'epochs_done': 1}))
+    one_line(comp_cli('train', '--resume', copy.name, cwd=ws), 'checkpoint.pth cannot be read', 'delete it')

@@ -30,6 +30,10 @@ def test_unknown_arch_suggests_close_matches():
         zoo.recipe('convnext_small.nosuchtag')
 
 
+def test_a_suggestion_is_never_the_name_given():
+    assert 'did you mean x?' not in zoo._did_you_mean('x', ['x', 'xy'])
+
+
 def test_any_timm_name_works():
     r = zoo.recipe('efficientnet_b0')
     assert r.arch == 'efficientnet_b0' and r.size == (224, 224)
