@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from comp import competition, runs
-from comp.errors import CompError
 from conftest import TRAIN, comp_cli, fake_run, one_line, snapshot
 
 slow = pytest.mark.slow
@@ -67,32 +66,6 @@ def test_hints_name_only_options_the_command_has(tmp_path):
         r = comp_cli(*cmd, cwd=tmp_path)
         one_line(r, '--data')
         assert '--data' in comp_cli(cmd[0], '--help', cwd=tmp_path).stdout
-
-
-def test_kaggle_variables_garbage_and_no_network_with_a_token(tmp_path, workspace):
-    import socket
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there
-    env = {'KAGGLE_API_ENVIRONMENT': 'LOCALHOST', 'HTTP_PROXY': f'http://127.0.0.1:{port}', 'http_proxy': f'http://127.0.0.1:{port}',
-           'NO_PROXY': '', 'no_proxy': '', 'HOME': str(tmp_path), 'KAGGLE_CONFIG_DIR': str(tmp_path / '.kaggle'),
-           'KAGGLE_USERNAME': '', 'KAGGLE_KEY': '', 'KAGGLE_API_TOKEN': 'KGAT_some_token', 'COMP_KAGGLE_BACKOFF': '0.01'}
-    t0 = time.time()
-    one_line(comp_cli('submissions', cwd=workspace, env=env), 'could not reach Kaggle')
-    assert time.time() - t0 < 20
-    one_line(comp_cli('submissions', cwd=workspace, env={**env, 'COMP_KAGGLE_BACKOFF': 'soon'}), 'COMP_KAGGLE_BACKOFF')
-
-
-def test_an_unresolvable_kaggle_host_fails_at_once(monkeypatch):
-    import requests
-    from comp import kaggle
-    for k in ('HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy'): monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv('COMP_KAGGLE_BACKOFF', '2')  # four retries would take 30 s
-    t0 = time.time()
-    with pytest.raises(CompError, match='does not resolve'):
-        kaggle.call('list submissions', requests.get, 'http://kaggle.host.invalid/api', timeout=5)
-    assert time.time() - t0 < 8
 
 
 def test_an_unexpected_error_is_one_line_naming_its_type(tiny_copy, tmp_path):
