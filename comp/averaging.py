@@ -100,7 +100,7 @@ class Averaging(Callback):
             state, epochs, err = average([r[2] for r in self.recent]), [r[0] for r in self.recent], None
             kind = 'average'
         elif self.keep == 'best':
-            (epoch, err, state), epochs, kind = self.best, [self.best[0]], 'best'
+            (_, err, state), epochs, kind = self.best, [self.best[0]], 'best'
         else:
             state, epochs, err, kind = self.ema.module.state_dict(), [self.last[0]], self.last[1], 'last'
         learn.model.load_state_dict(state)

@@ -110,7 +110,7 @@ def make_plan(probes, budget_s, n, n_test, folds=5, tta=TTA, valid_pct=0.2, refi
                     break
     chosen = {s['arch'] for s in steps}
     lvl = levels(folds)[level] if level is not None else None
-    skipped = [{'arch': a, 'why': f'does not fit the budget with the others' + (f' at {lvl[0]} fold(s)' if lvl else '')}
+    skipped = [{'arch': a, 'why': 'does not fit the budget with the others' + (f' at {lvl[0]} fold(s)' if lvl else '')}
                for a in probes if a not in chosen]
     planned = sum(map(_cost, steps)) + FINAL_S
     return {'steps': steps, 'tta': tta, 'skipped': skipped, 'probes': probes, 'n_train': n, 'n_test': n_test,

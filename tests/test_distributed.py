@@ -1,7 +1,6 @@
 """comp.distributed: data-parallel training on two gloo processes on the CPU, as on two GPUs."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pandas as pd
 import pytest
 
 from comp import competition, config, distributed, runs, train
-from comp.errors import CompError, ConfigError
+from comp.errors import ConfigError
 from conftest import comp_cli
 
 slow = pytest.mark.slow
