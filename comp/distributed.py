@@ -120,7 +120,7 @@ def launch(fn, procs, args=()):
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     timeout()   # a malformed COMP_DIST_TIMEOUT fails here, not in every process
     try:
-        with contextlib.redirect_stdout(_Unlaunched(sys.stdout)):
+        with contextlib.redirect_stdout(_Unlaunched(sys.stdout)), _quiet_launcher_logs():
             notebook_launcher(fn, args, num_processes=procs, use_port=str(free_port()), master_addr='127.0.0.1')
     except ChildFailedError as e:
         fails = sorted(e.failures.items())
@@ -129,6 +129,28 @@ def launch(fn, procs, args=()):
                                             f'failed (exit code {f.exitcode}): {_first_line(f.message)}')
                          for r, f in fails)
         raise ProcessesFailed(what, any(f.exitcode < 0 for _, f in fails)) from None
+
+
+# torch's elastic agent (which notebook_launcher runs) logs a failed process's whole traceback and each signal it
+# sends the others, a dozen lines before comp's own one (ProcessesFailed says which process ended, and how).
+LAUNCHER_LOGGERS = ('torch.distributed.elastic', 'torch.distributed.launcher')
+
+
+@contextmanager
+def _quiet_launcher_logs():
+    """The elastic agent's logging off while the processes run (and in them, forked with it); on with COMP_DEBUG=1."""
+    import logging
+    if os.environ.get('COMP_DEBUG'):
+        yield
+        return
+    import torch.distributed.launcher.api  # noqa: F401  its loggers exist before their levels are set
+    names = {*LAUNCHER_LOGGERS, *(n for n in logging.root.manager.loggerDict if n.startswith(LAUNCHER_LOGGERS))}
+    loggers = [logging.getLogger(n) for n in sorted(names)]
+    levels = [log.level for log in loggers]
+    for log in loggers: log.setLevel(logging.CRITICAL + 1)
+    try: yield
+    finally:
+        for log, level in zip(loggers, levels): log.setLevel(level)
 
 
 class _Unlaunched:

@@ -123,6 +123,20 @@ def test_a_process_waiting_for_a_partner_gives_up_after_the_timeout(monkeypatch)
     with pytest.raises(ConfigError, match='COMP_DIST_TIMEOUT'): distributed.launch(_late_partner, 2)
 
 
+def _fails():
+    if distributed.rank() == 1: raise ValueError('bad value in process 1')
+
+
+def test_the_launchers_logs_show_only_with_comp_debug(monkeypatch, capfd):
+    monkeypatch.delenv('COMP_DEBUG', raising=False)
+    with pytest.raises(distributed.ProcessesFailed, match='process 1 failed .*bad value in process 1'):
+        distributed.launch(_fails, 2)
+    assert 'bad value' not in capfd.readouterr().err   # comp's error says it, once
+    monkeypatch.setenv('COMP_DEBUG', '1')
+    with pytest.raises(distributed.ProcessesFailed): distributed.launch(_fails, 2)
+    assert 'bad value in process 1' in capfd.readouterr().err   # the elastic agent's log of the process's traceback
+
+
 def test_bad_process_counts_say_how_to_fix(monkeypatch, workspace):
     from comp.machine import cpus
     with pytest.raises(ConfigError, match='more than the 2 GPUs here: use --procs 2'):
@@ -173,7 +187,9 @@ def test_a_killed_process_takes_the_others_down_and_the_run_resumes(workspace):
     other.send_signal(signal.SIGKILL)
     out, err = p.communicate(timeout=120)   # no hang: the launcher ends the other process
     assert p.returncode == 1
-    line = err.strip().splitlines()[-1]   # the launcher's own log lines come before it
+    # comp's one line only: not the elastic agent's log of the other process's traceback before it
+    assert err.count('\n') == 1, err
+    line = err.strip()
     # the kill, or what process 0 saw of it first (gloo: connection closed or reset by peer)
     assert line.startswith('error: training stopped: process ')
     assert 'process 1 was killed (SIGKILL)' in line or 'by peer' in line
