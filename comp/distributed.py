@@ -138,19 +138,25 @@ LAUNCHER_LOGGERS = ('torch.distributed.elastic', 'torch.distributed.launcher')
 
 @contextmanager
 def _quiet_launcher_logs():
-    """The elastic agent's logging off while the processes run (and in them, forked with it); on with COMP_DEBUG=1."""
+    """The elastic agent's logging off while the processes run (and in them, forked with it); on with COMP_DEBUG=1.
+
+    Their records stop at these two loggers (a handler that drops them, no propagation to torch's stderr handler),
+    whatever levels the agent's modules, some imported only as it starts, give their own loggers."""
     import logging
     if os.environ.get('COMP_DEBUG'):
         yield
         return
-    import torch.distributed.launcher.api  # noqa: F401  its loggers exist before their levels are set
-    names = {*LAUNCHER_LOGGERS, *(n for n in logging.root.manager.loggerDict if n.startswith(LAUNCHER_LOGGERS))}
-    loggers = [logging.getLogger(n) for n in sorted(names)]
-    levels = [log.level for log in loggers]
-    for log in loggers: log.setLevel(logging.CRITICAL + 1)
+    drop = logging.NullHandler()
+    loggers = [logging.getLogger(n) for n in LAUNCHER_LOGGERS]
+    before = [log.propagate for log in loggers]
+    for log in loggers:
+        log.addHandler(drop)
+        log.propagate = False
     try: yield
     finally:
-        for log, level in zip(loggers, levels): log.setLevel(level)
+        for log, propagate in zip(loggers, before):
+            log.removeHandler(drop)
+            log.propagate = propagate
 
 
 class _Unlaunched:
