@@ -42,23 +42,48 @@ def api():
     for k in ('KAGGLE_USERNAME', 'KAGGLE_KEY', 'KAGGLE_API_TOKEN'):
         if os.environ.get(k) == '': del os.environ[k]  # set but empty is not a credential
     _secrets_to_env()
+    # Asked with nothing to go on, the client ends the process (2.x) or raises as it is imported (1.6.x).
+    if not _credentials_present(): raise KaggleError(f'no Kaggle credentials found: {CREDS_HELP}')
+    import requests
     quiet = io.StringIO()
-    # `import kaggle` authenticates and prints a login help when it cannot: keep that off the user's screen.
+    # The client prints a login help when it cannot authenticate: keep that off the user's screen.
     with redirect_stdout(quiet), redirect_stderr(quiet):
-        from kaggle.api.kaggle_api_extended import KaggleApi
-        a = KaggleApi()
-        try: a.authenticate()
-        except Exception as e:
-            import requests
-            if not isinstance(e, requests.RequestException): raise
+        try:
+            # A submodule's import runs kaggle/__init__.py first, which authenticates too (and 1.6.x raises there).
+            from kaggle.api.kaggle_api_extended import KaggleApi
+            a = KaggleApi()
+            a.authenticate()
+        except requests.RequestException:
             # An access token is checked with Kaggle at once: without a network that is a connection error.
             raise KaggleError('could not reach Kaggle to check the credentials: check the network connection') from None
-        except SystemExit:
+        except (Exception, SystemExit) as e:
+            # However the client gives up: 2.x ends with a bare exit(1), a SystemExit, or a NameError in a Jupyter
+            # cell (IPython hides the `exit` builtin while a cell runs); 1.6.x raises OSError or ValueError.
             if os.environ.get('KAGGLE_API_TOKEN'):
                 raise KaggleError('Kaggle did not accept the access token in KAGGLE_API_TOKEN (expired or mistyped): '
                                   'create a new one at kaggle.com > Settings > API') from None
-            raise KaggleError(f'no Kaggle credentials found: {CREDS_HELP}') from None
+            why = '' if isinstance(e, (SystemExit, NameError)) else f' ({type(e).__name__}: {_first_line(e)})'
+            raise KaggleError(f'the Kaggle client found no usable credentials{why}: {CREDS_HELP}') from None
     return a
+
+
+def _credentials_present():
+    """Whether any place the kaggle client reads credentials from holds some (not whether they work): variables,
+    kaggle.json in its config folder, an access token or OAuth file in ~/.kaggle."""
+    if any(os.environ.get(k) for k in ('KAGGLE_API_TOKEN', 'KAGGLE_API_V1_TOKEN', 'KAGGLE_USERNAME', 'KAGGLE_KEY')):
+        return True
+    home = Path('~').expanduser()
+    xdg = Path(os.environ.get('XDG_CONFIG_HOME') or home / '.config')
+    config = os.environ.get('KAGGLE_CONFIG_DIR')
+    dirs = [Path(config)] if config else [home / '.kaggle', xdg / 'kaggle']   # 2.x: the XDG folder without ~/.kaggle
+    files = [d / 'kaggle.json' for d in dirs] + [home / '.kaggle' / f for f in ('access_token', 'access_token.txt',
+                                                                                 'credentials.json')]
+    return any(f.is_file() for f in files)
+
+
+def _first_line(e):
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else 'no message'
 
 
 def seconds_var(name, default):

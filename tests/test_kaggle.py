@@ -281,3 +281,25 @@ def test_an_unresolvable_kaggle_host_fails_at_once(monkeypatch):
     with pytest.raises(CompError, match='does not resolve'):
         kaggle.call('list submissions', requests.get, 'http://kaggle.host.invalid/api', timeout=5)
     assert time.time() - t0 < 8
+
+
+# kaggle 1.6.x's package __init__, as it was: importing any part of the client authenticates, and raises without
+# credentials (2.x catches that itself)
+KAGGLE_16 = '''raise OSError("Could not find kaggle.json. Make sure it's located in /root/.kaggle. Or use the environment method.")'''
+
+
+def test_a_client_that_fails_as_it_is_imported_is_one_line(tmp_path, workspace):
+    old = tmp_path / 'old-client'
+    (old / 'kaggle' / 'api').mkdir(parents=True)
+    (old / 'kaggle' / '__init__.py').write_text(KAGGLE_16)
+    (old / 'kaggle' / 'api' / '__init__.py').write_text('')
+    (old / 'kaggle' / 'api' / 'kaggle_api_extended.py').write_text('class KaggleApi: pass')
+    home = tmp_path / 'home'
+    home.mkdir()
+    env = {'HOME': str(home), 'KAGGLE_CONFIG_DIR': str(home / '.kaggle'), 'KAGGLE_USERNAME': '', 'KAGGLE_KEY': '',
+           'KAGGLE_API_TOKEN': '', 'PYTHONPATH': os.pathsep.join([str(old), os.environ.get('PYTHONPATH', '')])}
+    # nothing to authenticate with: said before the client is imported
+    one_line(comp_cli('submissions', cwd=workspace, env=env), 'no Kaggle credentials found', 'kaggle.json')
+    # something (here a username without a key): the client's own complaint, in comp's one line
+    one_line(comp_cli('submissions', cwd=workspace, env={**env, 'KAGGLE_USERNAME': 'alice'}),
+             'no usable credentials', 'Could not find kaggle.json', 'KAGGLE_KEY')
