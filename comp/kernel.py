@@ -1,5 +1,6 @@
 """Where a Kaggle notebook finds its attached data (the competition, the weights dataset), and the install cell that
 every notebook in nbs/ starts with. It only looks at folders: nothing here calls Kaggle."""
+import glob
 import os
 from pathlib import Path
 
@@ -12,9 +13,22 @@ def in_kaggle_notebook():
     return bool(os.environ.get('KAGGLE_KERNEL_RUN_TYPE'))
 
 
+# Where a notebook finds attached data: `../input` from its working folder (fastkaggle's rule; /kaggle/working is the
+# notebook's), and /kaggle/input. A dataset lies under a root as SLUG/ or datasets/OWNER/SLUG/. The install cell
+# (which cannot import comp to find comp) is built from these same tuples.
+INPUT_ROOTS = ('../input', '/kaggle/input')
+DATASET_DIRS = ('*', 'datasets/*/*')
+
+
 def input_roots(workdir='.'):
-    """Where a Kaggle notebook finds attached data: `../input` from the working folder, and /kaggle/input."""
-    return [Path(workdir).resolve().parent / 'input', Path('/kaggle/input')]
+    """Where a Kaggle notebook finds attached data (INPUT_ROOTS), as absolute paths from the working folder."""
+    base = Path(workdir).resolve()
+    return [Path(os.path.normpath(base / r)) for r in INPUT_ROOTS]
+
+
+def attached_globs(pattern):
+    """Glob patterns, from the working folder and in the order searched, for a file `pattern` in any attached dataset."""
+    return [f'{root}/{d}/{pattern}' for root in INPUT_ROOTS for d in DATASET_DIRS]
 
 
 def attached(name, workdir='.'):
@@ -29,9 +43,10 @@ def attached(name, workdir='.'):
 
 def _attached_holding(pattern, workdir='.'):
     # A dataset is found by what it holds, not its slug: a user may attach it under another name.
-    for root in input_roots(workdir):
-        for hit in sorted(root.glob(f'*/{pattern}')) + sorted(root.glob(f'datasets/*/*/{pattern}')):
-            return hit.parent
+    base = glob.escape(str(Path(workdir).resolve()))
+    for g in attached_globs(pattern):
+        hits = sorted(glob.glob(os.path.join(base, g)))   # an absolute g stays itself
+        if hits: return Path(os.path.normpath(hits[0])).parent
     return None
 
 
@@ -48,12 +63,17 @@ def weights_for(arch, workdir='.'):
 
 
 # A notebook's first code cell after its parameters: it cannot import comp to find comp, so it is spelled out
-# here once and the tests check that every notebook in nbs/ carries exactly this text.
-INSTALL_CELL = """\
+# here once (its search built from INPUT_ROOTS and DATASET_DIRS, as attached_globs is) and the tests check that every
+# notebook in nbs/ carries exactly this text.
+INSTALL_CELL = f"""\
 # On Kaggle: install comp, and the libraries Kaggle lacks, from the attached comp-lib dataset (no network needed).
-import glob, importlib, os, subprocess, sys
-wheels = sorted(glob.glob('../input/*/comp-*.whl') + glob.glob('/kaggle/input/*/comp-*.whl'))
+import glob, importlib.util, os, subprocess, sys
+patterns = [f'{{root}}/{{d}}/comp-*.whl' for root in {INPUT_ROOTS!r} for d in {DATASET_DIRS!r}]
+wheels = [w for p in patterns for w in sorted(glob.glob(p))]
 if os.environ.get('KAGGLE_KERNEL_RUN_TYPE') and wheels:
     subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-index', '--find-links',
                     os.path.dirname(wheels[0]), wheels[0]], check=True)
-    importlib.invalidate_caches()"""
+    importlib.invalidate_caches()
+elif os.environ.get('KAGGLE_KERNEL_RUN_TYPE') and importlib.util.find_spec('comp') is None:
+    print('comp is not installed, and no attached dataset holds its wheel (looked for ' + ', '.join(patterns) +
+          '): attach the comp-lib dataset that `comp push-notebook` pushes (Add Input > Your Work > Datasets)')"""

@@ -193,3 +193,66 @@ def test_pushed_notebook_runs_as_kaggle_runs_it_offline(tmp_path, kernels, wheel
         assert all(Path(p).resolve().is_relative_to((tmp_path / 'fresh').resolve()) for p in where)  # installed from the wheels
     finally:
         fake.stop()
+
+
+SUBMIT_CELLS = ["from comp import notebook\nprint('first:', notebook.submit('m'))",
+                # something to go on, not enough: the client itself gives up, with exit(1) where a cell hides `exit`
+                "import os\nos.environ['KAGGLE_KEY'] = 'a key without a username'\nprint('second:', notebook.submit('m'))"]
+
+
+def test_submit_in_a_kaggle_kernel_without_credentials_says_why_not(tmp_path, kernels):
+    # As Kaggle runs a pushed notebook with no secrets attached: a real kernel, smoke off, no credentials anywhere.
+    nb = tmp_path / 'submit.ipynb'
+    nb.write_text(json.dumps({'cells': [{'cell_type': 'code', 'metadata': {}, 'execution_count': None, 'outputs': [],
+                                         'source': c} for c in SUBMIT_CELLS],
+                              'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}))
+    home = tmp_path / 'home'
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith('KAGGLE_')}
+    env.update(HOME=str(home), KAGGLE_CONFIG_DIR=str(home / '.kaggle'), XDG_CONFIG_HOME=str(home / '.config'),
+               KAGGLE_KERNEL_RUN_TYPE='Batch')
+    out = execute(nb, tmp_path / 'out.ipynb', tmp_path, kernel_spec(kernels, 'comp-test', sys.executable), env=env)
+    assert all(o['output_type'] == 'stream' for c in out['cells'] for o in c['outputs'])   # no error in any cell
+    first, second = ([''.join(o['text']) for o in c['outputs']] for c in out['cells'])
+    for (line, returned), label in zip(((''.join(t)).splitlines() for t in (first, second)), ('first', 'second')):
+        # the one line, then what submit returned
+        assert line.startswith('not submitted (') and 'kaggle.json' in line and "from the notebook's Output" in line
+        assert returned == f'{label}: None'
+    assert 'no Kaggle credentials found' in first[0] and 'no usable credentials' in second[0]
+
+
+@pytest.mark.parametrize('layout', ['comp-lib', 'datasets/alice/comp-lib'])
+def test_the_install_cell_finds_the_library_where_comp_finds_attached_data(tmp_path, layout):
+    # Kaggle mounts a dataset at input/SLUG or input/datasets/OWNER/SLUG: the cell installs from either, as
+    # comp's own lookup finds the weights dataset in either.
+    working, lib = tmp_path / 'kaggle' / 'working', tmp_path / 'kaggle' / 'input' / layout
+    working.mkdir(parents=True)
+    lib.mkdir(parents=True)
+    wheel = lib / 'comp-0.1-py3-none-any.whl'
+    wheel.write_bytes(b'')
+    stub = tmp_path / 'stub'   # a pip that records what it was asked to install
+    (stub / 'pip').mkdir(parents=True)
+    (stub / 'pip' / '__init__.py').write_text('')
+    (stub / 'pip' / '__main__.py').write_text("import json, os, sys\n"
+                                              "open(os.environ['PIP_CALLS'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')")
+    calls = tmp_path / 'calls'
+    env = {'PATH': os.environ['PATH'], 'PYTHONPATH': str(stub), 'PIP_CALLS': str(calls)}
+
+    def cell(**more):
+        # -S: no site-packages, so comp is not importable, as in a fresh Kaggle kernel
+        r = subprocess.run([sys.executable, '-S', '-c', kernel.INSTALL_CELL], cwd=working, env={**env, **more},
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert cell() == '' and not calls.exists()   # not on Kaggle: nothing to do
+    assert cell(KAGGLE_KERNEL_RUN_TYPE='Batch') == ''
+    (args,) = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert args[-3:] == ['--find-links', f'../input/{layout}', f'../input/{layout}/{wheel.name}']
+    assert kernel._attached_holding('comp-*.whl', working) == lib.resolve()
+    # nothing attached: the cell says so (and what to attach), instead of leaving the next cell's import to fail
+    wheel.unlink()
+    calls.unlink()
+    out = cell(KAGGLE_KERNEL_RUN_TYPE='Batch')
+    assert out.startswith('comp is not installed') and 'datasets/*/*/comp-*.whl' in out and 'comp-lib' in out
+    assert not calls.exists() and kernel._attached_holding('comp-*.whl', working) is None
