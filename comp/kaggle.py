@@ -316,12 +316,13 @@ def push_weights(archs, dataset=None, echo=print):
     `dataset`), for notebooks pushed with internet off; return its slug and what it holds."""
     from . import zoo
     if not archs: raise CompError('name the recipes whose weights to push, e.g. comp push-weights convnext_small vit_small')
+    sources = zoo.hub_sources(archs)   # what the downloads need, and the credentials, checked before any download
     a = api()
     user = a.config_values.get(a.CONFIG_NAME_USER)
     if not user: raise KaggleError(f'no Kaggle username known: {CREDS_HELP}')
     slug = dataset or f'{user}/{WEIGHTS_DATASET}'
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = zoo.pack_weights(archs, tmp)
+        manifest = zoo.pack_weights(sources, tmp)
         # Weights do not compress: tar uploads each repo folder as it is, and Kaggle unpacks it.
         _push_dataset(a, slug, tmp, f'weights of {", ".join(archs)}', dir_mode='tar', echo=echo)
     rec = read_json(_pushed_record()) if _pushed_record().exists() else {}

@@ -177,15 +177,35 @@ def hub_cached(arch, cache_dir=None):
     return None
 
 
+def hub_offline():
+    """Whether HF_HUB_OFFLINE is set, in any spelling of true the hub accepts."""
+    return os.environ.get('HF_HUB_OFFLINE', '').strip().upper() in ('1', 'ON', 'YES', 'TRUE')
+
+
+def hub_host():
+    """(host, port) of the Hugging Face hub downloads come from: HF_ENDPOINT's, as the hub client reads it."""
+    from urllib.parse import urlsplit
+    url = urlsplit(os.environ.get('HF_ENDPOINT') or 'https://huggingface.co')
+    try: port = url.port
+    except ValueError: port = None
+    return url.hostname or 'huggingface.co', port or (80 if url.scheme == 'http' else 443)
+
+
+def hub_reachable():
+    """Whether a connection to the hub opens (in 5 s): the hub client would otherwise retry for half a minute."""
+    import socket
+    try: socket.create_connection(hub_host(), timeout=5).close()
+    except OSError: return False
+    return True
+
+
 def check_hub(arch):
     """Fail at once, not after minutes of retries, when the weights are neither cached nor downloadable."""
-    import socket
     if not hub_repo(arch) or hub_cached(arch): return  # weights from a URL or elsewhere: let timm try
-    if os.environ.get('HF_HUB_OFFLINE', '').lower() in ('1', 'true', 'yes'):
+    if hub_offline():
         raise ConfigError(f'pretrained weights for {arch} are not in the Hugging Face cache and HF_HUB_OFFLINE is set: {NO_WEIGHTS}')
-    try: socket.create_connection(('huggingface.co', 443), timeout=5).close()
-    except OSError:
-        raise ConfigError(f'no network to download pretrained weights for {arch}: {NO_WEIGHTS}') from None
+    if not hub_reachable():
+        raise ConfigError(f'no network to download pretrained weights for {arch}: {NO_WEIGHTS}')
 
 
 def weights_file(arch, weights):
@@ -206,33 +226,46 @@ def weights_file(arch, weights):
                       f'with {hub_repo(arch) or arch}, or {arch}/model.safetensors)')
 
 
-def hub_weights(arch):
-    """(hub repo, cached weights file) of a recipe's or timm model's pretrained weights, downloaded if not cached."""
+def hub_sources(archs):
+    """[(timm name, hub repo, cached weights file or None)] for pretrained weights of `archs` (recipes or timm names),
+    all checked before any is downloaded: one that timm has no hub weights for, or one not cached while the hub cannot
+    be reached, is a CompError at once (not after each download's retries)."""
+    out = []
+    for arch in archs:
+        name = recipe(arch).arch
+        repo = hub_repo(name)
+        if not repo: raise CompError(f'{arch}: timm has no Hugging Face hub weights for {name} to push')
+        out.append((name, repo, hub_cached(name)))
+    missing = [(name, repo) for name, repo, hit in out if hit is None]
+    if missing and (hub_offline() or not hub_reachable()):
+        why = 'HF_HUB_OFFLINE is set' if hub_offline() else f'no network to reach {hub_host()[0]}'
+        names, repos = ', '.join(n for n, _ in missing), ', '.join(r for _, r in missing)
+        raise CompError(f'pretrained weights for {names} are not in the Hugging Face cache and cannot be downloaded '
+                        f'({why}): run with network once, or point HF_HUB_CACHE at a cache holding {repos}')
+    return out
+
+
+def _download(name, repo):
     from huggingface_hub import hf_hub_download
-    name = recipe(arch).arch
-    repo = hub_repo(name)
-    if not repo: raise CompError(f'{arch}: timm has no Hugging Face hub weights for {name} to push')
-    hit = hub_cached(name)
-    if hit: return repo, hit
-    try: return repo, Path(hf_hub_download(repo, WEIGHT_FILES[0]))
+    try: return Path(hf_hub_download(repo, WEIGHT_FILES[0]))
     except Exception as e:
         raise CompError(f'pretrained weights for {name} are not in the Hugging Face cache and could not be downloaded '
                         f'({type(e).__name__}): run with network once, or point HF_HUB_CACHE at a cache holding {repo}') from None
 
 
-def pack_weights(archs, out):
-    """Copy the hub-cache files of `archs`' pretrained weights into `out` in the hub's own layout, with a manifest,
-    so `--weights out` (weights_file) finds them with no network."""
+def pack_weights(sources, out):
+    """Copy the hub-cache files of `sources` (hub_sources: downloading those not cached) into `out` in the hub's own
+    layout, with a manifest, so `--weights out` (weights_file) finds them with no network."""
     out = Path(out)
     manifest = {'archs': {}}
-    for arch in archs:
-        repo, f = hub_weights(arch)
+    for name, repo, f in sources:
+        f = f or _download(name, repo)
         rev = f.parent.name                      # hub files live in snapshots/<revision>/
         folder = out / f'models--{repo.replace("/", "--")}'
         (folder / 'snapshots' / rev).mkdir(parents=True, exist_ok=True)
         (folder / 'refs').mkdir(exist_ok=True)
         (folder / 'refs' / 'main').write_text(rev)
         shutil.copyfile(f, folder / 'snapshots' / rev / f.name)   # the blob itself, not the cache's symlink
-        manifest['archs'][recipe(arch).arch] = repo
+        manifest['archs'][name] = repo
     write_json(out / WEIGHTS_MANIFEST, manifest)
     return manifest

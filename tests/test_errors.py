@@ -34,6 +34,11 @@ CASES = [
     ('cache-gb-garbage', TRAIN, {'COMP_DECODE_CACHE_GB': 'lots'}, None, ['COMP_DECODE_CACHE_GB']),
     ('corrupt-comp-json', TRAIN, {}, _corrupt_comp_json, ['comp.json', 'damaged']),
     ('submit-data-nowhere', ('submit', 'x.csv', '-m', 'm', '--data', 'nowhere'), {}, None, ['does not exist']),
+    # issue 27, the Kaggle path: push-weights checks the weights it needs (the hub offline, nothing cached) first, so
+    # the line names them even with no Kaggle credentials
+    ('push-weights-hub-offline', ('push-weights', 'test_convnext'),
+     {'HF_HUB_OFFLINE': '1', 'HF_HUB_CACHE': '/nonexistent/comp-empty-hub', 'KAGGLE_USERNAME': '', 'KAGGLE_KEY': '',
+      'KAGGLE_API_TOKEN': ''}, None, ['test_convnext.r160_in1k', 'HF_HUB_OFFLINE is set', 'HF_HUB_CACHE']),
 ]
 
 

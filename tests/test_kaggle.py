@@ -303,3 +303,17 @@ def test_a_client_that_fails_as_it_is_imported_is_one_line(tmp_path, workspace):
     # something (here a username without a key): the client's own complaint, in comp's one line
     one_line(comp_cli('submissions', cwd=workspace, env={**env, 'KAGGLE_USERNAME': 'alice'}),
              'no usable credentials', 'Could not find kaggle.json', 'KAGGLE_KEY')
+
+
+def test_push_weights_with_the_hub_unreachable_is_one_line_before_any_retry(kg, tmp_path):
+    fake, ws, env = kg
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there: the hub is unreachable here, network or not
+    hub = f'127.0.0.1:{port}'
+    env.update(COMP_STATE_DIR=str(tmp_path / 'cache'), HF_HUB_CACHE=str(tmp_path / 'empty-hub'), HF_HUB_OFFLINE='',
+               HF_ENDPOINT=f'http://{hub}', NO_PROXY=hub, no_proxy=hub)   # the fake Kaggle is no proxy to the hub
+    r = run(kg, 'push-weights', 'test_convnext')
+    assert_one_line_error(r, 'test_convnext.r160_in1k', 'no network to reach 127.0.0.1', 'HF_HUB_CACHE')
+    assert 'Retry' not in r.stdout + r.stderr and not fake.datasets
