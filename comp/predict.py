@@ -64,8 +64,7 @@ def predictions(run, tta=0, beta=BETA, workdir='.', comp=None):
     """(test, validation) probabilities of a run as DataFrames, computed once per TTA setting and stored in the run."""
     run = runs.find(run, workdir)
     comp = comp or competition.find(run.config['data'], workdir)
-    if tta < 0: raise CompError(f'--tta {tta}: use 0 (none) or a number of passes such as 4')
-    if tta and not 0 <= beta <= 1: raise CompError(f'--beta {beta}: use a weight between 0 and 1 (fastai: {BETA})')
+    _check_tta(tta, beta)
     if run.members: return _group_predictions(run, tta, beta, workdir, comp)
     id_col = comp.layout.id_col
     if no_validation(run.config) and tta and run.has_preds('test', tta, beta):
@@ -84,6 +83,11 @@ def predictions(run, tta=0, beta=BETA, workdir='.', comp=None):
     run.write_preds('valid', valid, tta, beta)
     run.record_tta_error(tta, beta, error(valid, vocab))
     return test, valid
+
+
+def _check_tta(tta, beta):
+    if tta < 0: raise CompError(f'--tta {tta}: use 0 (none) or a number of passes such as 4')
+    if tta and not 0 <= beta <= 1: raise CompError(f'--beta {beta}: use a weight between 0 and 1 (fastai: {BETA})')
 
 
 def _group_predictions(group, tta, beta, workdir, comp):
@@ -107,6 +111,7 @@ def predict(run, tta=0, beta=BETA, workdir='.', name=None):
     """Write the run's test probabilities and a validated submission; return the submission's record
     (`submission`: its path; the run, TTA and validation errors)."""
     run = runs.find(run, workdir)
+    _check_tta(tta, beta)
     check_complete(run)   # a failed or unfinished run (or group) predicts nothing, even from probabilities it stored
     comp = competition.find(run.config['data'], workdir)
     test, valid = predictions(run, tta, beta, workdir, comp)
