@@ -9,19 +9,23 @@ A plan is a list of steps, each a dict with a `kind` (`cv`, `train`), its recipe
 `refit` on a CV step whose group also trains its refit (`comp.cv.cv(refit=True)`, resumed like its folds): running
 a step is `STEPS[kind]`, so another kind of step is one more entry there (and its cost in comp.plan)."""
 import math
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 from . import competition, runs
 from .config import total_epochs
 from .errors import CompError, ConfigError
 from .files import read_json, write_json
-from .machine import device
+from .machine import alive, device, started
 from .plan import FINAL_S, TTA, _hm, _too_short, describe, make_plan, margin
 from .probe import PROBE_SHARE, _probe_all
 
 AUTO_DIR = 'auto'                 # the plan and the last call's outcome, in the working folder
 PLAN_FILE, RESULT_FILE = 'plan.json', 'outcome.json'
+RUNNING_FILE = 'running.json'  # the process of a `comp auto` running here, while it runs
 # Best quality first (Road to the Top, part 3: the large models won on Paddy), then smaller ones for short budgets.
 CANDIDATES = ('convnext_large', 'vit_large', 'swinv2_large', 'swin_large', 'convnext_small', 'vit_small', 'swinv2_base')
 
@@ -49,30 +53,51 @@ def auto(hours, candidates=None, folds=5, submit=False, dry_run=False, tta=TTA, 
     if folds > 1:   # too many folds for the labels' counts fails now, not at the first step
         from .data import valid_ids
         valid_ids(comp, workdir, c['seed'], c['valid_pct'], folds, 0)
-    plan = _saved_plan(workdir, asked)
-    if plan is not None:
-        echo(f'using the plan saved at {plan["created"]} for {_hm(plan["budget_s"])} ({_plan_file(workdir)}), '
+    if submit and not dry_run:
+        from . import kaggle
+        kaggle.api()   # no credentials fails now, not after the whole budget
+    with _one_at_a_time(workdir):
+        try:
+            plan = _plan(workdir, asked, comp, names, options, folds, tta, refit, budget, start, dry_run, echo)
+            if dry_run: return {'plan': plan, 'steps': [], 'submission': None, 'dry_run': True}
+            return _execute(plan, comp, workdir, start, budget, submit, message, quiet, echo)
+        except KeyboardInterrupt as e:   # the CLI's hint: what resumes the whole job, not the step that was training
+            e.comp_resume = 'resume with the same `comp auto` command (at most the same --hours): it goes on with its plan'
+            raise
+
+
+def _plan(workdir, asked, comp, names, options, folds, tta, refit, budget, start, dry_run, echo):
+    """The plan in progress for these arguments, else a new one (from a dry run's probes when it made them for the
+    same arguments here), printed; saved as the plan to go on with unless `dry_run` (then marked as a dry run's)."""
+    saved = _saved_plan(workdir, asked)
+    if saved is not None and not saved.get('dry_run'):
+        echo(f'using the plan saved at {saved["created"]} for {_hm(saved["budget_s"])} ({_plan_file(workdir)}), '
              f'with {_hm(budget)} now')
+        plan = saved
     else:
-        cfgs = [_train_config(arch, comp, options) for arch in names]
-        probes, skipped = _probe_all(cfgs, comp, workdir, PROBE_SHARE * budget, echo)
+        if saved is not None:   # a dry run plans, it does not commit: its probes serve, the plan is made anew
+            echo(f'using the probes of the dry run saved at {saved["created"]} ({_plan_file(workdir)})')
+            probes = saved['probes']
+            skipped = [s for s in saved['skipped'] if s['arch'] not in probes]
+        else:
+            cfgs = [_train_config(arch, comp, options) for arch in names]
+            probes, skipped = _probe_all(cfgs, comp, workdir, PROBE_SHARE * budget, echo)
         plan = make_plan(probes, budget - (time.time() - start), len(comp.train_df()), len(comp.test_ids()),
                          folds, tta, options.get('valid_pct', 0.2), refit)
         plan.update(asked=asked, budget_s=budget, probe_s=round(time.time() - start, 1),
-                    created=time.strftime('%Y-%m-%d %H:%M:%S'))
+                    created=time.strftime('%Y-%m-%d %H:%M:%S'), **({'dry_run': True} if dry_run else {}))
         plan['estimate_s'] = round(plan['probe_s'] + plan['planned_s'], 1)
         plan['skipped'] = skipped + plan['skipped']
-        write_json(_plan_file(workdir), plan)
     for line in describe(plan): echo(line)
-    if not plan['steps']: raise CompError(_too_short(plan))
-    if dry_run: return {'plan': plan, 'steps': [], 'submission': None, 'dry_run': True}
-    return _execute(plan, comp, workdir, start, budget, submit, message, quiet, echo)
+    if not plan['steps']: raise CompError(_too_short(plan))   # a plan without steps is not saved
+    if plan is not saved: write_json(_plan_file(workdir), plan)
+    return plan
 
 
 def _budget(hours):
     try: h = float(hours)
     except (TypeError, ValueError): h = float('nan')
-    if not (math.isfinite(h) and h > 0):
+    if not (math.isfinite(h * 3600) and h > 0):   # 1e308 hours overflows to an endless budget
         raise ConfigError(f'--hours {hours}: use a positive number of hours, such as 12 (a Kaggle GPU notebook) or 0.5')
     return h * 3600
 
@@ -100,19 +125,53 @@ def _train_config(arch, comp, options, **kw):
 
 
 def _plan_file(workdir):
-    from pathlib import Path
     return Path(workdir) / AUTO_DIR / PLAN_FILE
 
 
 def _saved_plan(workdir, asked):
     """The saved plan when it was made for the same arguments on the same kind of machine and at least this budget,
-    else None: a notebook run again after a stop, with the time it has left, goes on with the plan it started."""
+    else None: a notebook run again after a stop, with the time it has left, goes on with the plan it started. A plan
+    that cannot be read (edited by hand) is a CompError naming the file."""
     f = _plan_file(workdir)
     if not f.exists(): return None
     plan = read_json(f)
-    old = plan.get('asked') or {}
-    same = _json({**old, 'hours': None}) == _json({**asked, 'hours': None})
-    return plan if same and float(asked['hours']) <= float(old.get('hours', 0)) else None
+    try:
+        old = plan['asked']
+        same = _json({**old, 'hours': None}) == _json({**asked, 'hours': None})
+        fits = float(asked['hours']) <= float(old['hours'])
+        _check_plan(plan)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CompError(f'{f} is damaged ({type(e).__name__}: {e}): delete it, and comp auto plans anew') from None
+    return plan if same and fits else None
+
+
+def _check_plan(plan):
+    """What running a saved plan reads, of the types it reads: a KeyError, TypeError or ValueError otherwise."""
+    for k in ('created', 'budget_s', 'tta', 'probes', 'skipped', 'steps'): plan[k]
+    if not isinstance(plan['probes'], dict) or not all(isinstance(s['arch'], str) for s in plan['skipped']):
+        raise TypeError('probes or skipped are not what a plan holds')
+    for step in plan['steps']:
+        if step['kind'] not in STEPS: raise ValueError(f'a step of kind {step["kind"]!r}')
+        for k in ('arch', 'folds', 'epochs', 'estimate_s', 'tta_s', 'tail_s', 'epoch_s'): step[k]
+        for k in ('folds', 'epochs', 'estimate_s', 'tta_s', 'tail_s', 'epoch_s'): float(step[k])
+    float(plan['budget_s']), int(plan['tta'])
+
+
+@contextmanager
+def _one_at_a_time(workdir):
+    """One `comp auto` at a time in a folder: this process is recorded in auto/, and a second one, while it lives
+    (comp.machine.alive), is refused; the record of a process that died is taken over."""
+    f = Path(workdir) / AUTO_DIR / RUNNING_FILE
+    if f.exists():
+        try: rec = read_json(f)
+        except CompError: rec = {}   # damaged: no live process to protect
+        pid = rec.get('pid') if isinstance(rec, dict) else None
+        if pid != os.getpid() and alive(pid, rec.get('started')):
+            raise CompError(f'comp auto is already running in this folder (process {pid}): wait for it to finish, or '
+                            'stop that process and run comp auto again')
+    write_json(f, {'pid': os.getpid(), 'started': started(os.getpid())})
+    try: yield
+    finally: f.unlink(missing_ok=True)
 
 
 def _json(x):

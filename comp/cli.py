@@ -206,7 +206,8 @@ def ensemble(run: List[str] = typer.Argument(..., help='Two or more run director
     if 'valid_error' in out:
         typer.echo(f'ensemble validation error: {out["valid_error"]:.4f} (equal weights: {out["equal_weights_error"]:.4f})')
     else:
-        typer.echo('no ensemble validation error: the runs do not share a validation split')
+        why = 'a run has no validation set (trained on every image)' if out['shared_split'] else 'the runs do not share a validation split'
+        typer.echo(f'no ensemble validation error: {why}')
     typer.echo(f'submission: {out["submission"]}')
 
 
@@ -343,8 +344,9 @@ def main():
         sys.exit(e.exit_code)
     except (Interrupted, KeyboardInterrupt, *abort) as e:
         if debug: raise
-        run = next((getattr(x, 'comp_run') for x in _chain(e) if hasattr(x, 'comp_run')), None)
-        print('interrupted' + (f': resume with `comp train --resume {run}`' if run else ''), file=sys.stderr)
+        # How to resume the whole job: the outermost job (a run, its CV group, comp auto) set it last.
+        hint = next((getattr(x, 'comp_resume') for x in _chain(e) if hasattr(x, 'comp_resume')), None)
+        print('interrupted' + (f': {hint}' if hint else ''), file=sys.stderr)
         sys.exit(130)
     except Exception as e:
         if debug: raise

@@ -5,7 +5,7 @@ from . import competition, runs, submission
 from .config import BETA, split_key
 from .errors import CompError
 from .learner import error
-from .predict import check_complete, predictions
+from .predict import check_complete, members, predictions
 
 def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=False, workdir='.'):
     """Average the runs' probabilities (weighted by `blend`), report validation error, write the submission;
@@ -25,9 +25,13 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=
         raise CompError('the runs predicted different test images: were they trained on different competitions?')
     cfgs = [r.config for r in rs]
     shared = all(split_key(c) == split_key(cfgs[0]) for c in cfgs)
-    out = {'runs': [r.name for r in rs], 'tta': tta, 'beta': beta if tta else None, 'shared_split': shared}
+    out = {'runs': [r.name for r in rs], **members(rs), 'tta': tta, 'beta': beta if tta else None, 'shared_split': shared}
     valids = [v.set_index(id_col).sort_index() for _, v in preds]
-    if shared and all(v.index.equals(valids[0].index) for v in valids):
+    blind = [r.name for r, (_, v) in zip(rs, preds) if not len(v)]   # a refit, a --valid-pct 0 run: no validation set
+    if blind and search_weights:
+        raise CompError(f'--search-weights needs validation predictions, and {", ".join(blind)} has none (trained on '
+                        'every image): set the weights with --blend 2,1 say, or ensemble runs with a validation set')
+    if shared and not blind and all(v.index.equals(valids[0].index) for v in valids):
         labels = valids[0]['label']
         vp = np.stack([v[vocab].to_numpy() for v in valids])
         out['run_valid_errors'] = [_err(p[None], [1.0], labels, vocab) for p in vp]

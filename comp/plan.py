@@ -134,12 +134,21 @@ def describe(plan):
 
 def _too_short(plan):
     p = plan['probes']
-    if not p: return 'no candidate could be probed: ' + '; '.join(f'{s["arch"]}: {s["why"]}' for s in plan['skipped'])
+    if not p: return 'no candidate could be probed: ' + _reasons(plan['skipped'])
     n, n_test = plan['n_train'], plan['n_test']
     least = min(_cost(_step(a, q, 1, 0, n, n_test, plan['valid_pct'], 0)) for a, q in p.items())
     need = (least + FINAL_S + plan['probe_s'] + 5) / 0.98
     return (f'no candidate fits {_hm(plan["budget_s"])}: the quickest needs about {_hm(need)} for one epoch on the '
             f'shared split; give --hours {math.ceil(need / 36) / 100:g} or more, or quicker --candidates')
+
+
+def _reasons(skipped):
+    """Why candidates were skipped, each reason said once for all the candidates it holds for (seven candidates
+    without weights: one line naming them, with the ways out once)."""
+    said = {}
+    for s in skipped: said.setdefault(s['why'].replace(s['arch'], '\0'), []).append(s['arch'])
+    return '; '.join(why.replace('\0', ', '.join(archs)) if '\0' in why else f'{", ".join(archs)}: {why}'
+                     for why, archs in said.items())
 
 
 def _hm(s):

@@ -31,21 +31,27 @@ def load_learner(run, workdir='.', comp=None):
 def check_complete(run):
     """A CompError saying what to do unless `run` finished and has what prediction reads."""
     st = run.status
+    group = run.config.get('kind') == 'cv'
+    what, resume = (f'CV group {run.name}', f'comp cv --resume {run.name}') if group else (f'run {run.name}', f'comp train --resume {run.name}')
     if st == 'running':
-        raise CompError(f'run {run.name} is still training: wait for it to finish')
+        raise CompError(f'{what} is still training: wait for it to finish')
     if st == 'failed':
         why = run.status_record().get('error')
-        raise CompError(f'run {run.name} failed{f" ({why})" if why else ""}: train a new run, or '
-                        f'`comp train --resume {run.name}` if the cause is fixed')
-    if st != 'complete' and run.members:
-        raise CompError(f'CV group {run.name} is {st}: finish it with `comp cv --resume {run.name}`')
-    if st != 'complete':
-        raise CompError(f'run {run.name} is {st}: finish it with `comp train --resume {run.name}`')
+        raise CompError(f'{what} failed{f" ({why})" if why else ""}: train anew, or `{resume}` if the cause is fixed')
+    if st != 'complete' or None in run.members:
+        raise CompError(f'{what} is {"incomplete" if st == "complete" else st}: finish it with `{resume}`')
     for m in run.parts: check_complete(m)  # a CV group predicts with its folds' models (and refit)
     missing = [f.name for f in ([run.vocab_file] if run.members else [run.model_file, run.vocab_file]) if not f.exists()]
     if missing:
         raise CompError(f'run {run.name} finished but its {" and ".join(missing)} is missing: restore it from a backup, '
                         'or train a new run with the same options')
+
+
+def members(rs):
+    """{'members': {group: [its fold runs and refit]}} for the CV groups among runs `rs` ({} when none is one): a
+    submission's record names the runs that made it, which a group's later refit does not change."""
+    groups = {r.name: [p.name for p in r.parts] for r in rs if r.members}
+    return {'members': groups} if groups else {}
 
 
 def test_dl(learn, comp):
@@ -58,8 +64,7 @@ def predictions(run, tta=0, beta=BETA, workdir='.', comp=None):
     """(test, validation) probabilities of a run as DataFrames, computed once per TTA setting and stored in the run."""
     run = runs.find(run, workdir)
     comp = comp or competition.find(run.config['data'], workdir)
-    if tta < 0: raise CompError(f'--tta {tta}: use 0 (none) or a number of passes such as 4')
-    if tta and not 0 <= beta <= 1: raise CompError(f'--beta {beta}: use a weight between 0 and 1 (fastai: {BETA})')
+    _check_tta(tta, beta)
     if run.members: return _group_predictions(run, tta, beta, workdir, comp)
     id_col = comp.layout.id_col
     if no_validation(run.config) and tta and run.has_preds('test', tta, beta):
@@ -78,6 +83,11 @@ def predictions(run, tta=0, beta=BETA, workdir='.', comp=None):
     run.write_preds('valid', valid, tta, beta)
     run.record_tta_error(tta, beta, error(valid, vocab))
     return test, valid
+
+
+def _check_tta(tta, beta):
+    if tta < 0: raise CompError(f'--tta {tta}: use 0 (none) or a number of passes such as 4')
+    if tta and not 0 <= beta <= 1: raise CompError(f'--beta {beta}: use a weight between 0 and 1 (fastai: {BETA})')
 
 
 def _group_predictions(group, tta, beta, workdir, comp):
@@ -101,9 +111,11 @@ def predict(run, tta=0, beta=BETA, workdir='.', name=None):
     """Write the run's test probabilities and a validated submission; return the submission's record
     (`submission`: its path; the run, TTA and validation errors)."""
     run = runs.find(run, workdir)
+    _check_tta(tta, beta)
+    check_complete(run)   # a failed or unfinished run (or group) predicts nothing, even from probabilities it stored
     comp = competition.find(run.config['data'], workdir)
     test, valid = predictions(run, tta, beta, workdir, comp)
-    record = {'runs': [run.name], 'weights': [1.0], 'tta': tta, 'beta': beta if tta else None,
+    record = {'runs': [run.name], **members([run]), 'weights': [1.0], 'tta': tta, 'beta': beta if tta else None,
               'valid_error': run.result.get('valid_error'), 'valid_error_tta': error(valid, run.vocab) if tta and len(valid) else None}
     sub = submission.from_probs(comp, test, run.vocab)
     default = f'{run.name}_tta{tta}{"" if beta == BETA else f"_beta{beta:g}"}' if tta else run.name

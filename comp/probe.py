@@ -54,7 +54,7 @@ def _unavailable(cfg):
     try:
         if c.get('weights'): zoo.weights_file(c['arch'], c['weights'])
         else: zoo.check_hub(c['arch'])
-    except ConfigError as e: return str(e)
+    except ConfigError as e: return str(e).replace(c['arch'], cfg.arch)   # the recipe's name: said once for all (plan._reasons)
     return None
 
 

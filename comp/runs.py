@@ -59,8 +59,16 @@ class Run:
         """The resolved config the run was trained with (a record older than a setting gets the value it trained with)."""
         if self._config is None:
             from .config import upgrade
-            self._config = upgrade(read_json(self.config_file))
+            self._config = upgrade(self._record(self.config_file))
         return self._config
+
+    @staticmethod
+    def _record(path):
+        """A JSON record that must be an object: valid JSON of another shape (`[]`, `3`) is a damaged record too."""
+        rec = read_json(path)
+        if not isinstance(rec, dict):
+            raise CompError(f'{path} is damaged (not a JSON object): restore it from a backup, or delete its run folder')
+        return rec
 
     def write_config(self, config):
         """Replace the run's config (a CV group records its fold runs as they finish)."""
@@ -70,13 +78,26 @@ class Run:
     @property
     def members(self):
         """The fold runs of a CV group, in fold order (None for a fold not trained yet); [] for a plain run."""
-        return [Run(self.path.parent / m) if m else None for m in self.config.get('members') or []]
+        return [self._part(m, f'fold {i}') if m else None for i, m in enumerate(self.config.get('members') or [])]
 
     @property
     def refit(self):
         """A CV group's refit on every training image (`comp cv --refit`), or None."""
         name = self.config.get('refit')
-        return Run(self.path.parent / name) if name else None
+        return self._part(name, 'refit') if name else None
+
+    def _part(self, name, what):
+        """A run this CV group records; a CompError when its folder is gone (every reader of the group says so)."""
+        run = Run(self.path.parent / name)
+        if not run.config_file.exists():
+            raise CompError(f'CV group {self.name} records {what} as run {name}, whose folder is gone (no {run.config_file}): '
+                            'restore it from a backup, or cross-validate anew')
+        return run
+
+    @property
+    def part_names(self):
+        """The names of the runs a CV group records (folds and refit), without reading them."""
+        return [m for m in [*(self.config.get('members') or []), self.config.get('refit')] if m]
 
     @property
     def parts(self):
@@ -86,7 +107,7 @@ class Run:
     @property
     def result(self):
         """What training recorded (errors, timing, ...); {} before the run is complete."""
-        if self._result is None: self._result = read_json(self.result_file) if self.result_file.exists() else {}
+        if self._result is None: self._result = self._record(self.result_file) if self.result_file.exists() else {}
         return self._result
 
     def write_result(self, result):
@@ -104,7 +125,7 @@ class Run:
     def write_vocab(self, vocab): write_json(self.vocab_file, list(vocab))
 
     def status_record(self):
-        return read_json(self.status_file) if self.status_file.exists() else {}
+        return self._record(self.status_file) if self.status_file.exists() else {}
 
     def set_status(self, status, **extra):
         """Record the run's status ('running', 'complete', 'failed', 'incomplete') with this process id and the time."""
@@ -124,7 +145,8 @@ class Run:
         """Record why training stopped: Ctrl-C (or comp auto's deadline), or a partner process `lost`, leaves the run
         incomplete (resumable), anything else failed."""
         stopped = isinstance(e, KeyboardInterrupt) or lost
-        if stopped: e.comp_run = self.name  # the CLI says how to resume it
+        # The CLI prints how to resume; a job that runs this run (a CV group, comp auto) sets its own hint after this.
+        if stopped: e.comp_resume = f'resume with `comp train --resume {self.name}`'
         try: self.set_status('incomplete' if stopped else 'failed', error=(str(e) or type(e).__name__)[:500],
                              user_error=isinstance(e, CompError))
         except OSError: pass  # a full or read-only disk: the error being raised says so
@@ -242,6 +264,7 @@ def summary(run):
     """One row of the runs table for a run."""
     run = find(run)
     cfg, res = run.config, run.result
+    run.parts   # a CV group whose fold's folder is gone is unreadable
     return {'run': run.name, 'arch': cfg['name'], 'size': 'x'.join(map(str, cfg['size'])), 'epochs': cfg['epochs'],
             'lr': cfg['lr'], 'precision': res.get('precision', cfg['precision']), 'target': cfg['target'],
             'fold': f'{cfg["fold"]}/{cfg["folds"]}' if cfg.get('folds') else 'all' if no_validation(cfg) else '-',
@@ -272,8 +295,8 @@ def trained(c, workdir='.', kind=None):
 
 
 def _members(run):
-    try: return [m.name for m in run.parts if m is not None]
-    except (CompError, KeyError, TypeError, ValueError): return []  # an unreadable record lists as such below
+    try: return run.part_names
+    except (CompError, KeyError, TypeError, ValueError, AttributeError): return []  # an unreadable record lists as such below
 
 
 def table(workdir='.', folds=False):
@@ -286,6 +309,6 @@ def table(workdir='.', folds=False):
     for r in every:
         if r.name in members and not folds: continue
         try: rows.append(summary(r))
-        except (CompError, KeyError, TypeError, ValueError) as e:
+        except (CompError, KeyError, TypeError, ValueError, AttributeError) as e:
             rows.append({**dict.fromkeys(COLUMNS), 'run': r.name, 'status': 'unreadable', 'why': str(e) or type(e).__name__})
     return sorted(rows, key=lambda r: (r['error'] is None, r['error'] if r['error'] is not None else 0))

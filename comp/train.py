@@ -20,16 +20,18 @@ def _images(comp, c, workdir, quiet):
     return str(d.resolve()) if d is not None else None
 
 
-def train(cfg=None, workdir='.', resume=None, quiet=False, cbs=()):
+def train(cfg=None, workdir='.', resume=None, quiet=False, cbs=(), created=None):
     """Train one model; return its Run, whose `result` holds the validation error, timing and images/s.
 
     With `cfg.procs` N > 1, data-parallel on N processes (comp.distributed); under a launcher (torchrun, accelerate
     launch), as one of its processes. Either way one run directory, written by the first process only.
-    `cbs`: more fastai callbacks for a one-process fit (comp auto's `callbacks.Deadline`)."""
+    `cbs`: more fastai callbacks for a one-process fit (comp auto's `callbacks.Deadline`). `created(run)` is called
+    as soon as the run exists (a CV group records its fold then, so an interrupted fold is still the group's)."""
     from . import distributed as dist
     if dist.launched():
         return dist.train_as_rank(lambda: _prepare(cfg, workdir, resume, quiet)[0], fit_run, workdir, resume is not None, quiet)
     run, c, comp = _prepare(cfg, workdir, resume, quiet)
+    if created is not None: created(run)
     if c['procs'] > 1: return dist.train_procs(run, c['procs'], fit_run, workdir, resume is not None, quiet)
     run.set_status('running')
     try:

@@ -2,7 +2,11 @@
 ends with a valid submission within its budget (plus at most one epoch), and a re-run resumes instead of
 retraining; the deadline callback leaves a stopped run incomplete and resumable."""
 import json
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -99,8 +103,10 @@ def test_a_refit_is_planned_and_costed_within_the_budget(dry):
 
 def test_a_small_real_run_ends_with_a_valid_submission_within_its_budget(ws, dry, done):
     out, secs, said = done
-    assert said[0].startswith('using the plan saved at')            # the dry run's plan, not probed again
-    assert out['plan'] == dry[1]
+    # A dry run plans, it does not commit (issue 27): its probes serve, and the plan is made for this budget.
+    assert dry[1]['dry_run'] and said[0].startswith('using the probes of the dry run')
+    assert out['plan']['probes'] == dry[1]['probes'] and 'dry_run' not in out['plan']
+    assert out['plan']['budget_s'] == out['budget_s'] < dry[1]['budget_s']
     submission.validate(out['submission'], workdir=ws)
     finished = [s for s in out['steps'] if s['status'] == 'complete']
     assert finished and [s['run'] for s in finished] == out['runs']
@@ -168,3 +174,18 @@ def test_a_run_stopped_at_its_deadline_is_incomplete_and_resumes(ws):
     assert 'stopped at the test deadline' in run.status_record()['error']
     resumed = train.train(None, workdir=ws, resume=run, quiet=True, cbs=[Deadline(time.time() + 3600, epoch_s=1)])
     assert resumed.status == 'complete' and len(resumed.metrics()) == 1
+
+
+def test_ctrl_c_says_to_run_the_same_auto_again(workspace):
+    # issue 27: the hint resumes the whole job, not the step's run or group that was training
+    exe = Path(sys.executable).parent / 'comp'
+    p = subprocess.Popen([str(exe), 'auto', '--hours', '1', '--candidates', 'test_convnext', '--folds', '2', '--no-pretrained',
+                          '--size', '32', '--workers', '0'], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(workspace.glob('runs/*/metrics.csv')): time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == ('interrupted: resume with the same `comp auto` command (at most the same '
+                                            '--hours): it goes on with its plan'), err[-2000:]
+    assert not (workspace / 'auto' / 'running.json').exists()   # the next comp auto is not refused

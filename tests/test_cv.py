@@ -2,6 +2,11 @@
 probabilities, resume of an interrupted group, and groups in predict, ensemble and the runs table."""
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +16,8 @@ from comp import competition, cv, ensemble, predict, runs
 from comp.learner import error
 from comp.config import TrainConfig
 from comp.errors import ConfigError
-from conftest import comp_cli, ended_pid
+from comp.machine import started
+from conftest import comp_cli, ended_pid, one_line, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -134,3 +140,125 @@ def test_resume_keeps_the_groups_own_folds(groups):
     r = comp_cli('cv', '--resume', a.name, '--folds', '3', cwd=ws)
     assert r.returncode == 1 and 'drop --folds' in r.stderr and r.stderr.count('\n') == 1
     assert a.status == 'complete' and len(a.members) == 2
+
+
+# issue 27: groups are records like runs: one process at a time, a failed resume leaves a complete group as it was,
+# a fold whose folder is gone is one line everywhere, a submission names the runs that made it.
+
+def _copy_group(g, name, **config):
+    """A copy of group `g` (its record only: the copy names the same fold runs), with config values replaced."""
+    dest = g.path.parent / name
+    shutil.copytree(g.path, dest)
+    copy = runs.Run(dest)
+    if config: copy.write_config({**copy.config, **config})
+    return copy
+
+
+def test_a_group_whose_fold_is_gone_is_one_line_everywhere_and_a_resume_keeps_it_complete(groups, tmp_path):
+    ws, a, _ = groups
+    damaged = ws / 'runs' / 'fold-damaged'
+    shutil.copytree(a.members[1].path, damaged)
+    (damaged / 'config.json').write_text('[]')
+    gone = _copy_group(a, 'cv-gone', members=[a.members[0].name, 'no-such-run'])
+    bad = _copy_group(a, 'cv-bad', members=[a.members[0].name, damaged.name])
+    try:
+        for g, words in ((gone, ['fold 1', 'no-such-run', 'gone']), (bad, [damaged.name, 'not a JSON object'])):
+            before = snapshot(g.path)
+            one_line(comp_cli('cv', '--resume', g.name, cwd=ws), *words)
+            assert snapshot(g.path) == before and g.status == 'complete'   # status and result as they were
+        one_line(comp_cli('predict', gone.name, cwd=ws), 'no-such-run', 'gone')
+        one_line(comp_cli('ensemble', gone.name, a.name, cwd=ws), 'no-such-run', 'gone')
+        r = comp_cli('runs', '--json', cwd=ws)
+        assert r.returncode == 0, r.stderr[-2000:]
+        row = next(x for x in json.loads(r.stdout) if x['run'] == gone.name)
+        assert row['status'] == 'unreadable' and 'no-such-run' in row['why']
+    finally:
+        for d in (gone.path, bad.path, damaged): shutil.rmtree(d)
+
+
+def test_a_group_resumed_by_another_process_is_refused(groups):
+    ws, a, _ = groups
+    busy = _copy_group(a, 'cv-busy')
+    other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    try:
+        busy.status_file.write_text(json.dumps({'status': 'running', 'pid': other.pid, 'started': started(other.pid)}))
+        before = snapshot(busy.path)
+        one_line(comp_cli('cv', '--resume', busy.name, cwd=ws), busy.name, 'still running', str(other.pid))
+        assert snapshot(busy.path) == before
+    finally:
+        other.kill()
+        other.wait()
+        shutil.rmtree(busy.path)
+
+
+def test_a_failed_or_incomplete_group_predicts_nothing(groups):
+    ws, a, _ = groups
+    failed = _copy_group(a, 'cv-failed')
+    failed.status_file.write_text(json.dumps({'status': 'failed', 'pid': ended_pid(), 'error': 'boom'}))
+    unfinished = _copy_group(a, 'cv-unfinished')   # its folds are complete, the group is not (killed while combining)
+    unfinished.status_file.write_text(json.dumps({'status': 'running', 'pid': ended_pid()}))
+    try:
+        for g, word in ((failed, 'failed (boom)'), (unfinished, 'incomplete')):
+            one_line(comp_cli('predict', g.name, cwd=ws), f'CV group {g.name}', word, f'comp cv --resume {g.name}')
+            one_line(comp_cli('ensemble', g.name, a.name, cwd=ws), f'CV group {g.name}', word)
+    finally:
+        shutil.rmtree(failed.path)
+        shutil.rmtree(unfinished.path)
+
+
+def test_weights_are_not_searched_on_runs_without_a_validation_set(groups):
+    ws, _, b = groups
+    refit = runs.find(b.name, ws).refit   # given in test_a_refit_trains_on_every_image_and_votes_on_the_test_images
+    assert refit is not None
+    twin = runs.Run(shutil.copytree(refit.path, ws / 'runs' / (refit.name + '-twin')))
+    try:
+        one_line(comp_cli('ensemble', refit.name, twin.name, '--search-weights', cwd=ws), '--search-weights', '--blend')
+        r = comp_cli('ensemble', refit.name, twin.name, '--name', 'blind', cwd=ws)
+        assert r.returncode == 0 and 'no validation set' in r.stdout, r.stderr[-2000:]
+        text = (ws / 'submissions' / 'blind.json').read_text()
+        assert 'NaN' not in text and 'valid_error' not in json.loads(text)
+    finally:
+        shutil.rmtree(twin.path)
+
+
+def test_pseudo_refuses_a_submission_whose_group_has_changed_since(groups, tmp_path):
+    ws, a, _ = groups
+    g = _copy_group(a, 'cv-grows')
+    try:
+        r = comp_cli('predict', g.name, '--name', 'before-refit', cwd=ws)
+        assert r.returncode == 0, r.stderr[-2000:]
+        side = json.loads((ws / 'submissions' / 'before-refit.json').read_text())
+        assert side['runs'] == [g.name] and side['members'] == {g.name: [m.name for m in a.members]}
+        r = comp_cli('cv', '--resume', g.name, '--refit', cwd=ws)   # one more model votes on the test images
+        assert r.returncode == 0 and runs.Run(g.path).refit is not None, r.stderr[-2000:]
+        dest = tmp_path / 'pseudo'
+        one_line(comp_cli('pseudo', 'submissions/before-refit.csv', '--threshold', '0.01', '--dest', dest, cwd=ws),
+                 g.name, runs.Run(g.path).refit.name, f'comp predict {g.name}')
+        assert not dest.exists()
+    finally:
+        refit = runs.Run(g.path).refit
+        if refit is not None: shutil.rmtree(refit.path)
+        shutil.rmtree(g.path)
+
+
+def test_ctrl_c_on_a_group_says_how_to_resume_the_group_and_the_fold_stays_the_groups(workspace):
+    exe = Path(sys.executable).parent / 'comp'
+    p = subprocess.Popen([str(exe), 'cv', 'test_convnext', '--folds', '2', '--epochs', '3', '--workers', '0'],
+                         cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(workspace.glob('runs/*/metrics.csv')): time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    [group] = [r for r in runs.all_runs(workspace) if r.config.get('kind') == 'cv']
+    assert p.returncode == 130 and err.strip().splitlines()[-1] == f'interrupted: resume with `comp cv --resume {group.name}`', err[-2000:]
+    assert group.status == 'incomplete'
+    # the interrupted fold is the group's: one row in the table, and resuming the group resumes it
+    rows = json.loads(comp_cli('runs', '--json', cwd=workspace).stdout)
+    assert [x['run'] for x in rows] == [group.name]
+    folds = {r.name for r in runs.all_runs(workspace)} - {group.name}
+    assert folds and folds <= set(group.part_names)
+    r = comp_cli('cv', '--resume', group.name, cwd=workspace)
+    assert r.returncode == 0, r.stderr[-2000:]
+    done = runs.Run(group.path)
+    assert done.status == 'complete' and {r.name for r in runs.all_runs(workspace)} == {group.name, *done.part_names}
+    assert folds <= set(done.part_names) and len(done.part_names) == 2   # no fold trained twice

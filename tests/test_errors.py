@@ -25,6 +25,42 @@ def _other_split(ws):
 def _corrupt_comp_json(ws): (ws / 'comp.json').write_text('{"data": "/x", ')
 
 
+CV = ('cv', 'test_convnext', '--folds', '2', '--epochs', '1', '--workers', '0')
+AUTO = ('auto', '--candidates', 'test_convnext,test_vit', '--folds', '1', '--size', '32', '--workers', '0', '--dry-run', '--no-pretrained')
+LAUNCHER = {'RANK': '0', 'WORLD_SIZE': '2', 'LOCAL_RANK': '0', 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': '29531'}
+NO_KAGGLE = {'KAGGLE_USERNAME': '', 'KAGGLE_KEY': '', 'KAGGLE_API_TOKEN': '', 'KAGGLE_CONFIG_DIR': '/nonexistent/comp-test-kaggle'}
+NO_HUB = {'HF_HUB_OFFLINE': '1', 'HF_HOME': '/nonexistent/comp-test-hf'}   # no network, no cached weights
+
+
+def _plan(text):
+    """A set-up writing auto/plan.json (text, or a function of the workspace that returns it)."""
+    def setup(ws):
+        (ws / 'auto').mkdir()
+        (ws / 'auto' / 'plan.json').write_text(text(ws) if callable(text) else text)
+    return setup
+
+
+def _edited_plan(ws):
+    """A plan for exactly AUTO's arguments whose step was edited by hand into something no step is."""
+    import json
+    from comp import auto
+    from comp.machine import device
+    asked = {'hours': 1.0, 'candidates': ['test_convnext', 'test_vit'], 'folds': 1, 'tta': 4,
+             'data': str(competition.find(None, ws).path), 'options': {'pretrained': False, 'size': '32', 'workers': 0},
+             'device': device()}
+    return json.dumps({'asked': asked, 'created': 'x', 'budget_s': 3600, 'tta': 4, 'probes': {}, 'skipped': [],
+                       'steps': [{'kind': 'cv', 'arch': 'test_convnext', 'folds': 'two'}]})
+
+
+def _auto_running(ws):
+    """auto/ records a live `comp auto` (this test's own process stands in for it)."""
+    import json
+    import os
+    from comp.machine import started
+    (ws / 'auto').mkdir()
+    (ws / 'auto' / 'running.json').write_text(json.dumps({'pid': os.getpid(), 'started': started(os.getpid())}))
+
+
 # (id, argv, environment, set-up of the workspace, words the one line must hold): through the command line
 CASES = [
     ('lr-nan', TRAIN + ('--lr', 'nan'), {}, None, ['--lr nan', 'positive']),
@@ -39,6 +75,19 @@ CASES = [
     ('push-weights-hub-offline', ('push-weights', 'test_convnext'),
      {'HF_HUB_OFFLINE': '1', 'HF_HUB_CACHE': '/nonexistent/comp-empty-hub', 'KAGGLE_USERNAME': '', 'KAGGLE_KEY': '',
       'KAGGLE_API_TOKEN': ''}, None, ['test_convnext.r160_in1k', 'HF_HUB_OFFLINE is set', 'HF_HUB_CACHE']),
+    # issue 27, records, CV groups and comp auto: every fold's settings checked before the group exists, no launcher
+    # for a group, no plan for an endless budget, a damaged plan named, what auto needs checked before it probes
+    ('cv-bs-over-train-set', CV + ('--bs', '5000'), {}, None, ['--bs 5000', 'training images']),
+    ('cv-under-a-launcher', CV, LAUNCHER, None, ['launcher', 'comp cv']),
+    ('auto-hours-overflow', AUTO + ('--hours', '1e308'), {}, None, ['--hours 1e+308', 'positive number']),
+    ('auto-plan-not-json', AUTO + ('--hours', '1'), {}, _plan('{"asked": '), ['plan.json', 'delete it']),
+    ('auto-plan-wrong-shape', AUTO + ('--hours', '1'), {}, _plan('[]'), ['plan.json', 'damaged', 'delete it']),
+    ('auto-plan-step-edited', AUTO + ('--hours', '1'), {}, _plan(_edited_plan), ['plan.json', 'damaged', 'delete it']),
+    ('auto-already-running', AUTO + ('--hours', '1'), {}, _auto_running, ['already running', 'process']),
+    ('auto-submit-no-credentials', tuple(a for a in AUTO if a != '--dry-run') + ('--hours', '0.001', '--submit'), NO_KAGGLE,
+     None, ['no Kaggle credentials']),
+    ('auto-no-weights', ('auto', '--hours', '1', '--dry-run', '--folds', '1', '--candidates', 'convnext_small,vit_small'), NO_HUB, None,
+     ['convnext_small, vit_small', '--weights', '--no-pretrained']),
 ]
 
 

@@ -81,3 +81,18 @@ def test_a_corrupt_record_is_one_line_and_breaks_no_other_run(workspace, tiny_sa
     assert rows[good.name]['status'] == 'incomplete' and rows[bad.name]['status'] == 'unreadable'
     assert 'status.json' in rows[bad.name]['why']
     one_line(comp_cli('train', '--resume', bad.name, cwd=workspace), 'status.json is not valid JSON')
+
+
+def test_a_record_of_the_wrong_shape_breaks_no_other_row(workspace, tiny_sample):
+    # issue 27: valid JSON that is not an object (`[]`, `3`) in any of a run's records is that run's problem only
+    good = fake_run(workspace, tiny_sample)
+    bad = {f: fake_run(workspace, tiny_sample) for f in ('config.json', 'status.json', 'result.json')}
+    for f, run in bad.items(): (run.path / f).write_text('[]' if f != 'status.json' else '3')
+    for argv in (('runs', '--json'), ('runs', '--json', '--folds')):
+        r = comp_cli(*argv, cwd=workspace)
+        assert r.returncode == 0, r.stderr[-2000:]
+        rows = {x['run']: x for x in json.loads(r.stdout)}
+        assert rows[good.name]['status'] == 'incomplete' and rows[good.name]['arch'] == 'test_convnext'
+        for f, run in bad.items(): assert rows[run.name]['status'] == 'unreadable' and f in rows[run.name]['why']
+    r = comp_cli('runs', cwd=workspace)
+    assert r.returncode == 0 and 'unreadable' in r.stdout, r.stderr[-2000:]
