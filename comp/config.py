@@ -103,7 +103,7 @@ def resolve(cfg, comp=None):
     out['lr'] = _lr(out['lr'])
     for k in ('bs', 'accum', 'epochs'): out[k] = _at_least_1(out, k)
     _number(out, 'valid_pct', lambda v: 0 <= v < 1, 'use a fraction from 0 (no validation set) to below 1, such as 0.2')
-    _int(out, 'seed', lambda v: 0 <= v < 2 ** 32, 'use a whole number from 0 to 4294967295, such as 42')
+    check_seed(out['seed'])
     if out['workers'] is not None:
         out['workers'] = _int(out, 'workers', lambda v: v >= 0, 'use 0 (load in this process) or more')
     _resolve_procs(out)
@@ -147,6 +147,11 @@ def _int(out, k, ok, how):
     except (TypeError, ValueError): v = None
     if v is None or not ok(v): raise ConfigError(f'{flag(k)} {out[k]}: {how}')
     return v
+
+
+def check_seed(seed):
+    """A seed numpy and sklearn take (0 to 2**32 - 1), else a ConfigError: theirs names neither --seed nor a value."""
+    _int({'seed': seed}, 'seed', lambda v: 0 <= v < 2 ** 32, 'use a whole number from 0 to 4294967295, such as 42')
 
 
 def _number(out, k, ok, how):

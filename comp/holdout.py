@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from . import competition
+from .config import check_seed
 from .errors import ConfigError
 from .files import atomic_dir, link_or_copy, write_csv
 
@@ -14,6 +15,7 @@ def holdout(dest, frac=0.25, seed=42, data=None, workdir='.'):
     `data`: the competition (or its folder); by default the one recorded in `workdir`."""
     import pandas as pd
     if not 0 < frac < 1: raise ConfigError(f'--frac {frac}: use a fraction between 0 and 1, such as 0.25')   # nan too
+    check_seed(seed)
     comp = competition.find(data, workdir)
     dest = Path(dest)
     competition.check_new_folder(dest, source=comp)

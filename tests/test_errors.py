@@ -57,6 +57,8 @@ CASES = [
      ['--sizes', '96 after 128', 'such as 128,192,256']),
     ('sizes-bad-entry', TRAIN[:-4] + ('--epochs', '3', '--workers', '0', '--sizes', '64,b'), {}, None, ["--sizes 'b'"]),
     ('seed-negative', TRAIN + ('--seed', '-1'), {}, None, ['--seed -1', 'such as 42']),
+    ('holdout-seed-negative', ('holdout', 'ho', '--seed', '-1'), {}, None, ['--seed -1', 'such as 42']),
+    ('sample-seed-negative', ('sample', 's', '--scale', '0.005', '--seed', '-1'), {}, None, ['--seed -1', 'such as 42']),
 ]
 
 
