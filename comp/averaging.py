@@ -5,7 +5,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Recorder
 
 from .callbacks import aside, epoch_values, run_epoch
-
+from .errors import CompError
 from .files import atomic_path
 
 ERROR_METRICS = ('error_rate', 'disease_error')   # the single-target and the two-headed models' validation error
@@ -16,6 +16,15 @@ def for_config(c, run):
     ema, keep, k = c['ema'], c['keep'], c['average_last']
     if not ema and keep == 'last' and not k: return None
     return Averaging(run, ema, keep, k)
+
+
+def damaged_state(run, f):
+    """The error for a run's checkpoint or averaging state `f` that cannot be read, saying how to go on."""
+    if f == run.checkpoint_file:
+        also = f' and {run.averaging_file.name}' if run.averaging_file.exists() else ''
+        how = f'delete it{also} to resume run {run.name} from its first epoch'
+    else: how = f'delete it to resume run {run.name} with its weight averaging started again from the checkpoint'
+    return CompError(f'{f} cannot be read (cut short or damaged): {how}, or train a new run')
 
 
 def _cpu(state): return {k: v.detach().to('cpu', copy=True) for k, v in state.items()}
@@ -43,9 +52,12 @@ class Averaging(Callback):
         self.skipping, self._ema_state = False, None
         f = run.averaging_file
         if f.exists():   # a resumed run: what the epochs before the interruption kept
-            st = torch.load(f, map_location='cpu', weights_only=True)
-            self.step, self.best, self.recent, self.last = st['step'], st['best'], st['recent'], st['last']
-            self._ema_state = st['ema']
+            try:
+                st = torch.load(f, map_location='cpu', weights_only=True)
+                self.step, self.best, self.recent, self.last = st['step'], st['best'], st['recent'], st['last']
+                self._ema_state = st['ema']
+            except Exception as e:   # whole (comp.train checked it) but not what comp wrote
+                raise damaged_state(run, f) from e
 
     def before_fit(self):
         if aside(self) or not self.decay or self.ema is not None: return

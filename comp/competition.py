@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .machine import cpus
 from .files import read_json, write_json
 
@@ -206,6 +206,30 @@ def state_dir():
     else ~/.cache/comp. Not the decode-once cache of a run (comp.cache)."""
     if 'COMP_CACHE' in os.environ: raise DataError(f'COMP_CACHE is now called {STATE_VAR}: rename the variable')
     return Path(os.environ.get(STATE_VAR) or Path.home() / '.cache' / 'comp')
+
+
+def containing(path, source=None):
+    """The competition folder that `path` is in (or is), or None: `source` (a Competition) or any folder above `path`
+    with a train.csv and train_images/ (Kaggle's layout)."""
+    path, L = Path(path).expanduser().resolve(), Layout()
+    for p in (path, *path.parents):
+        if source is not None and p == source.path: return p
+        if (p / L.train_csv).is_file() and (p / L.train_dir).is_dir(): return p
+    return None
+
+
+def check_new_folder(dest, what='', source=None):
+    """Where a new competition is written (`comp holdout`, `pseudo`, `sample`): a folder that is absent or empty, and
+    not inside a competition, whose own checks (labels against folders) it would break. `what`: the option naming
+    it in messages ('--dest'), else the path alone."""
+    dest = Path(dest)
+    named = f'{what} {dest}' if what else str(dest)
+    if dest.exists() and not dest.is_dir(): raise ConfigError(f'{named} is a file: choose a new folder')
+    if dest.exists() and any(dest.iterdir()): raise ConfigError(f'{named} is not empty: choose a new folder or delete it first')
+    inside = containing(dest, source)
+    if inside is not None:
+        raise ConfigError(f'{named} is inside the competition {inside}, whose folder holds its own files only: '
+                          f'choose a folder outside it, such as {inside.parent / dest.name}')
 
 
 def record(comp, workdir='.'):

@@ -87,8 +87,9 @@ def resolve(cfg, comp=None):
     out = asdict(cfg)
     out.update(name=r.name, arch=r.arch)
     if out['pretrained'] is None and not zoo.has_weights(r.arch): out['pretrained'] = False
+    if out['sizes'] is not None: out['sizes'] = _sizes(out['sizes'])
     if out['size'] is None and out['sizes']:   # progressive resizing ends at the run's size
-        out['size'] = _split_sizes(out['sizes'])[-1]
+        out['size'] = out['sizes'][-1]
     chosen_schedule = out['schedule']
     for k in ('size', 'resize', 'bs', 'accum', 'lr', 'epochs', 'schedule', 'pretrained'):
         if out[k] is None: out[k] = getattr(r, k)
@@ -101,6 +102,8 @@ def resolve(cfg, comp=None):
     _one_of(out, 'keep', ('best', 'last'), 'use best or last')
     out['lr'] = _lr(out['lr'])
     for k in ('bs', 'accum', 'epochs'): out[k] = _at_least_1(out, k)
+    _number(out, 'valid_pct', lambda v: 0 <= v < 1, 'use a fraction from 0 (no validation set) to below 1, such as 0.2')
+    check_seed(out['seed'])
     if out['workers'] is not None:
         out['workers'] = _int(out, 'workers', lambda v: v >= 0, 'use 0 (load in this process) or more')
     _resolve_procs(out)
@@ -146,6 +149,19 @@ def _int(out, k, ok, how):
     return v
 
 
+def check_seed(seed):
+    """A seed numpy and sklearn take (0 to 2**32 - 1), else a ConfigError: theirs names neither --seed nor a value."""
+    _int({'seed': seed}, 'seed', lambda v: 0 <= v < 2 ** 32, 'use a whole number from 0 to 4294967295, such as 42')
+
+
+def _number(out, k, ok, how):
+    """out[k] as a finite float that `ok` accepts, else a ConfigError naming the setting (inf is not JSON either)."""
+    try: v = float(out[k])
+    except (TypeError, ValueError): v = float('nan')
+    if not (math.isfinite(v) and ok(v)): raise ConfigError(f'{flag(k)} {out[k]}: {how}')
+    return v
+
+
 def _lr(lr):
     if lr == 'auto': return lr
     try: v = float(lr)
@@ -184,11 +200,7 @@ def _resolve_procs(out):
 
 def _resolve_regularisers(out):
     """Check the regularisers, averaging and augmentation options, and fill in the augmentation defaults."""
-    def number(k, ok, how):
-        try: v = float(out[k])
-        except (TypeError, ValueError): v = float('nan')
-        if not ok(v): raise ConfigError(f'{flag(k)} {out[k]}: {how}')
-        out[k] = v
+    def number(k, ok, how): out[k] = _number(out, k, ok, how)
     number('label_smoothing', lambda v: 0 <= v < 1, 'use a value from 0 (off) to below 1, such as 0.1')
     number('mixup', lambda v: v >= 0, 'use an alpha of 0 (off) or more, such as 0.4')
     number('cutmix', lambda v: v >= 0, 'use an alpha of 0 (off) or more, such as 1.0')
@@ -212,16 +224,22 @@ def _resolve_regularisers(out):
     number('max_warp', lambda v: 0 <= v < 1, 'use a value from 0 (off) to below 1, such as 0.2')
     out['flip'] = bool(out['flip'])
     if out['sizes'] is not None:
-        sizes = [hw(s, 'sizes') for s in _split_sizes(out['sizes'])]
+        sizes = out['sizes']
+        shown = lambda s: str(s[0]) if s[0] == s[1] else f'{s[0]}x{s[1]}'
         if len(sizes) < 2 or len(sizes) > out['epochs']:
-            raise ConfigError(f'--sizes {out["sizes"]}: use 2 to {out["epochs"]} (the epochs) sizes, such as 128,192,256')
+            raise ConfigError(f'--sizes {",".join(map(shown, sizes))}: use 2 to {out["epochs"]} (the epochs) sizes, such as 128,192,256')
         if sizes[-1] != out['size']:
             raise ConfigError(f'--sizes ends at {"x".join(map(str, sizes[-1]))} but --size is '
                               f'{"x".join(map(str, out["size"]))}: end --sizes at the size to predict at, or drop --size')
-        out['sizes'] = sizes
+        shrinks = next(((a, b) for a, b in zip(sizes, sizes[1:]) if b == a or b[0] < a[0] or b[1] < a[1]), None)
+        if shrinks:
+            raise ConfigError(f'--sizes {",".join(map(shown, sizes))}: {shown(shrinks[1])} after {shown(shrinks[0])} '
+                              'does not grow; progressive resizing trains at growing sizes, such as 128,192,256')
 
 
-def _split_sizes(sizes): return sizes.split(',') if isinstance(sizes, str) else sizes
+def _sizes(sizes):
+    """[[h, w], ...] from '128,192,256' or a list; a ConfigError naming --sizes and the entry that is not a size."""
+    return [hw(s, 'sizes') for s in (sizes.split(',') if isinstance(sizes, str) else sizes)]
 
 
 def total_epochs(c):

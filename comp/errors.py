@@ -40,9 +40,11 @@ def describe(e):
     """One line for any exception: a CompError's message; what a failed write means; else its type."""
     import errno
     if isinstance(e, CompError): return str(e)
+    # A copy, link or rename names its source first and what it was writing second (filename2).
+    written = isinstance(e, OSError) and (e.filename2 or e.filename) or 'a file'
     if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f'cannot write {e.filename or "a file"}: {"the disk is read-only" if e.errno == errno.EROFS else "permission denied"}; run comp in a folder you can write to'
+        return f'cannot write {written}: {"the disk is read-only" if e.errno == errno.EROFS else "permission denied"}; run comp in a folder you can write to'
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f'no room left on the disk writing {e.filename or "a file"}: free some space and run the command again'
+        return f'no room left on the disk writing {written}: free some space and run the command again'
     first = (str(e).strip().splitlines() or [''])[0][:200]
     return f'unexpected {type(e).__name__}{": " + first if first else ""} (set COMP_DEBUG=1 to see the traceback)'

@@ -45,16 +45,30 @@ def atomic_dir(dest):
     """Yield a hidden temporary folder beside `dest` (which must be absent or empty); rename it to `dest` only if the
     block succeeds, so an interrupted command leaves nothing half-made. The folder gets the mode any other new folder
     would (0777 less the umask), not mkdtemp's private 0700. Its name holds this process's id, so one that a killed
-    process left is swept by the next call for the same `dest`."""
+    process left is swept by the next call for the same `dest`. Errors name `dest`, never the temporary folder."""
+    from .errors import CompError, DiskError
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     sweep_partial(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.{os.getpid()}.', dir=dest.parent))
+    try: tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.{os.getpid()}.', dir=dest.parent))
+    except OSError as e: raise OSError(e.errno, e.strerror, str(dest)) from e   # read-only: the folder asked for
     try:
-        yield tmp
+        try: yield tmp
+        except (OSError, RuntimeError, DiskError) as e:
+            if not (isinstance(e, DiskError) or no_room(e)): raise
+            # Files hard-linked from elsewhere took no room: what was written is what was copied.
+            written = sum(f.stat().st_size for f in tmp.rglob('*') if f.is_file() and f.stat().st_nlink == 1)
+            raise DiskError(f'no room on the disk for {dest}: it filled after {size_text(written)} were written there '
+                            f'({size_text(shutil.disk_usage(dest.parent).free)} free now); free more than that and run '
+                            'the command again') from e
         os.chmod(tmp, 0o777 & ~_umask())
-        if dest.exists(): dest.rmdir()
-        tmp.rename(dest)
+        try:
+            if dest.exists(): dest.rmdir()   # the empty folder the caller's checks allowed
+            tmp.rename(dest)                 # refused over a folder that is not empty: never merged or replaced
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR): raise
+            raise CompError(f'{dest} was written by another command meanwhile and is kept as it is: delete it and run '
+                            'this again, or choose another folder') from None
     finally:
         if tmp.exists(): shutil.rmtree(tmp)
 

@@ -43,8 +43,9 @@ def pseudo(path, threshold=0.9, dest=None, workdir='.'):
     import pandas as pd
     if not 0 < threshold <= 1: raise ConfigError(f'--threshold {threshold}: use a probability above 0, up to 1, such as 0.9')
     dest = Path(dest or Path(workdir) / f'pseudo-{Path(path).stem}-p{threshold:g}')
-    if dest.exists() and any(dest.iterdir()): raise ConfigError(f'{dest} is not empty: choose a new --dest or delete it first')
+    competition.check_new_folder(dest, '--dest')
     comp, probs, vocab = test_probs(path, workdir)
+    competition.check_new_folder(dest, '--dest', source=comp)   # again, knowing the source's own layout
     top = probs.max(axis=1)
     chosen = top[top >= threshold].index
     if not len(chosen):

@@ -44,9 +44,15 @@ def _job(args):
 def resize(size=256, data=None, workdir='.', workers=None):
     """Make or update the pre-resized copy of the competition (`data`, by default the one recorded in `workdir`);
     return (path, number of images resized this time)."""
-    comp = competition.find(data, workdir)
+    # Every check before the first folder is made: a refused resize leaves nothing behind.
     if size < 16: raise ConfigError(f'--size {size} is too small: use e.g. 256')
+    if workers is not None and workers < 1:
+        raise ConfigError(f'--workers {workers}: use 1 or more processes, or leave it out for one per CPU core')
+    comp = competition.find(data, workdir)
     dest = resized_path(workdir, size)
+    if any(dest.resolve().is_relative_to(d) for d in (comp.train_path, comp.test_path)):
+        raise ConfigError(f'{dest} is inside the images of {comp.path}, where it would be taken for theirs: run '
+                          'comp resize in a workspace outside them')
     L = comp.layout
     man_f = dest / MANIFEST
     old = read_json(man_f) if man_f.exists() else {}

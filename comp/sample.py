@@ -32,10 +32,12 @@ def scale_frac(scale):
 
 def write_sample(dest, scale='small', seed=42, workers=None):
     """Write the sample competition into `dest` (which must be empty or absent) and return its path."""
+    from .competition import check_new_folder
+    from .config import check_seed
     from .files import atomic_dir
     frac, final = scale_frac(scale), Path(dest)
-    if final.exists() and any(final.iterdir()):
-        raise ConfigError(f'{final} is not empty: choose a new folder or delete it first')
+    check_seed(seed)
+    check_new_folder(final)
     with atomic_dir(final) as tmp: _write(tmp, frac, seed, workers)
     return final
 

@@ -50,6 +50,7 @@ def _prepare(cfg, workdir, resume, quiet):
     if resume is not None:
         run = runs.find(resume, workdir)
         _check_resume(run, cfg)
+        _check_saved_state(run)
         c = run.config
         comp = competition.find(c['data'], workdir)
         dist.check_run(c)
@@ -107,6 +108,20 @@ def _check_resume(run, cfg):
                               f'{", ".join(map(flag, asked))} (or train a new run with them)')
 
 
+def _check_saved_state(run):
+    """A resumed run's checkpoint and weight-averaging state, read whole (their zip checksums) before its status
+    changes: a damaged one is said in one line and the run stays incomplete, resumable once the file is deleted."""
+    import zipfile
+    for f in (run.checkpoint_file, run.averaging_file):
+        if not f.exists(): continue
+        try:
+            with zipfile.ZipFile(f) as z: bad = z.testzip()
+        except (zipfile.BadZipFile, EOFError) as e: bad = e
+        if bad is not None:
+            from .averaging import damaged_state
+            raise damaged_state(run, f)
+
+
 def fit_run(c, comp, run, workdir, resuming, quiet, cbs=()):
     """Build run `run`'s learner from its resolved config `c`, fit it (from its checkpoint when `resuming`) and return
     the result to record; in a data-parallel run, this process's share (only the first process records)."""
@@ -136,8 +151,8 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     if resuming and run.checkpoint_file.exists():
         try: learn.load(runs.CHECKPOINT, with_opt=True)
         except Exception as e:
-            raise CompError(f'{run.checkpoint_file} cannot be read ({type(e).__name__}: it was cut short?): delete it '
-                            f'to resume run {run.name} from its first epoch, or train a new run') from e
+            from .averaging import damaged_state
+            raise damaged_state(run, run.checkpoint_file) from e
         done = run.epochs_done
     lr = c['lr']
     if lr == 'auto' and resuming and run.lr_find:

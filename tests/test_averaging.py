@@ -168,3 +168,21 @@ def test_sync_free_loop_keeps_the_ema_and_saves_it(sync_free_runs, mixer):
     m = pd.read_csv(run / 'metrics.csv')
     # the error recorded for epoch 2 (the EMA weights, read back on the device) is that of the saved predictions
     assert saved['epoch_valid_error'] == pytest.approx(m['error_rate'].iloc[-1]) == pytest.approx(run.result['valid_error'])
+
+
+@slow
+def test_a_damaged_averaging_state_on_resume_is_one_line_and_the_run_stays_resumable(workspace, spy):
+    from conftest import comp_cli, one_line
+    spy.stop_after = 1   # interrupted after epoch 1 of 2: its EMA is in averaging.pth
+    with pytest.raises(KeyboardInterrupt): train.train(tc(epochs=2, ema=0.99), quiet=True)
+    run = runs.Run(next((workspace / 'runs').iterdir()))
+    assert run.status == 'incomplete' and run.averaging_file.exists()
+    run.averaging_file.write_bytes(run.averaging_file.read_bytes()[:2000])   # cut short
+    status = run.status_file.read_bytes()
+    one_line(comp_cli('train', '--resume', run.name, cwd=workspace), 'averaging.pth cannot be read', 'delete it')
+    assert run.status == 'incomplete' and run.status_file.read_bytes() == status   # not turned into a failed run
+    run.averaging_file.unlink()
+    spy.stop_after = None
+    train.train(None, resume=run.name, quiet=True)
+    assert run.status == 'complete' and run.result['saved_weights']['ema'] == 0.99
+    assert list(pd.read_csv(run / 'metrics.csv')['epoch']) == [1, 2]

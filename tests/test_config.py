@@ -73,3 +73,24 @@ def test_cv_needs_an_arch_or_a_group_and_refuses_options_with_resume(workspace):
     r = comp_cli('cv', '--epochs', '3', cwd=workspace)
     assert r.returncode == 1 and 'give an ARCH' in r.stderr
     assert not (workspace / runs.RUNS_DIR).exists()
+
+
+def test_every_number_setting_refuses_values_that_are_not_finite_or_make_no_sense():
+    # --mixup inf was accepted and recorded as Infinity, which is not JSON; valid_pct was not checked at all
+    floats = [f.name for f in fields(TrainConfig) if f.metadata['cli'] is float or isinstance(f.default, float)]
+    assert {'valid_pct', 'label_smoothing', 'mixup', 'cutmix', 'ema', 'min_scale', 'max_zoom'} <= set(floats)
+    for k in floats:
+        for v in (float('nan'), float('inf'), -float('inf'), -0.5):
+            with pytest.raises(ConfigError, match=f'^{config.flag(k)} {v}: use '):
+                resolve(TrainConfig(arch='test_convnext', **{k: v}))
+    for v in (1.0, 1.5):
+        with pytest.raises(ConfigError, match=f'--valid-pct {v}: use a fraction .* such as 0.2'):
+            resolve(TrainConfig(arch='test_convnext', valid_pct=v))
+    assert resolve(TrainConfig(arch='test_convnext', valid_pct=0))['valid_pct'] == 0   # every image trains
+
+
+def test_progressive_sizes_must_grow_and_a_bad_entry_names_sizes():
+    for sizes, words in [('128,96,160', '96 after 128 does not grow'), ('96,96', '96 after 96 does not grow'),
+                         ('64x96,96x64', '96x64 after 64x96'), ('64,b', "--sizes 'b'")]:
+        with pytest.raises(ConfigError, match=words): resolve(TrainConfig(arch='test_convnext', epochs=3, sizes=sizes))
+    assert resolve(TrainConfig(arch='test_convnext', epochs=3, sizes='64,96'))['sizes'] == [[64, 64], [96, 96]]

@@ -256,3 +256,30 @@ def test_the_install_cell_finds_the_library_where_comp_finds_attached_data(tmp_p
     out = cell(KAGGLE_KERNEL_RUN_TYPE='Batch')
     assert out.startswith('comp is not installed') and 'datasets/*/*/comp-*.whl' in out and 'comp-lib' in out
     assert not calls.exists() and kernel._attached_holding('comp-*.whl', working) is None
+
+
+@pytest.mark.slow
+def test_notebook_train_again_without_a_validation_set_returns_the_run(workspace, capsys):
+    # A re-run of a notebook cell whose run has no validation error (valid_pct=0) once failed formatting it.
+    cfg = notebook.config('test_convnext', smoke=True, valid_pct=0)
+    first = notebook.train(cfg, quiet=True)
+    assert first.status == 'complete' and first.result['valid_error'] is None
+    weights, _ = (first / 'model.pth').read_bytes(), capsys.readouterr()
+    assert notebook.train(notebook.config('test_convnext', smoke=True, valid_pct=0), quiet=True) == first
+    assert (first / 'model.pth').read_bytes() == weights and len(runs.all_runs()) == 1   # not trained again
+    assert 'already trained, no validation set' in capsys.readouterr().out
+
+
+def test_a_read_only_folder_for_the_smoke_sample_names_it_not_a_temporary(tmp_path):
+    from comp.errors import describe
+    d = tmp_path / 'ro'
+    d.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', str(d)], capture_output=True).returncode:
+        pytest.skip('cannot mount a read-only tmpfs here (needs root; chmod does not stop root)')
+    try:
+        with pytest.raises(OSError) as e: notebook.setup(smoke=True, workdir=d)
+        said = describe(e.value)
+        assert str(d / notebook.SAMPLE_DIR) in said and 'read-only' in said and f'.{notebook.SAMPLE_DIR}.' not in said
+        assert f'.{notebook.SAMPLE_DIR}.' not in str(e.value)   # what a notebook's traceback shows
+    finally:
+        subprocess.run(['umount', str(d)])

@@ -7,7 +7,7 @@ import pytest
 
 from comp import competition, config, data, predict, pseudo, runs, train
 from comp.errors import CompError
-from conftest import comp_cli
+from conftest import comp_cli, one_line, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -71,3 +71,15 @@ def test_bad_pseudo_input(derived, tmp_path):
     assert not any((tmp_path / d).exists() for d in 'xyz')
     with pytest.raises(CompError, match='--target disease'):
         config.resolve(config.TrainConfig(arch='test_convnext', target='disease+variety'), competition.load(dest))
+
+
+def test_a_destination_inside_a_competition_is_refused_before_anything_is_written(derived):
+    # Inside a competition (here the derived one: the source's own is test_holdout's case, with a copy), the new
+    # folder made every later command on that competition fail ("labels differ from the folders").
+    ws, a, sub, dest, threshold, probs = derived
+    before, runs_before = snapshot(dest), snapshot(ws)
+    for inside in (dest / 'train_images' / 'p', dest / 'p'):
+        one_line(comp_cli('pseudo', sub, '--threshold', threshold, '--dest', inside, cwd=ws),
+                 f'--dest {inside}', 'inside the competition', 'choose a folder outside it')
+    assert snapshot(dest) == before and snapshot(ws) == runs_before
+    competition.load(dest)

@@ -3,11 +3,12 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from comp import competition
 from comp.sample import COUNTS, LABELS, VARIETIES, AGES, draw_leaf, write_sample
-from conftest import comp_cli, ended_pid
+from conftest import comp_cli, ended_pid, one_line, snapshot
 
 
 def test_layout_matches_paddy(tiny_sample):
@@ -84,3 +85,24 @@ def test_a_killed_sample_leaves_nothing_behind_for_long(tmp_path):
     r = comp_cli('sample', 'paddy', '--scale', '0.005', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert not left.exists() and sorted(p.name for p in tmp_path.iterdir()) == ['comp.json', 'paddy']
+
+
+def test_two_commands_writing_one_folder_keep_the_first_ones_files(tmp_path):
+    # Both saw the folder absent or empty; the one that finishes second must neither merge into nor replace it.
+    from comp.errors import CompError
+    from comp.files import atomic_dir
+    dest = tmp_path / 'paddy'
+    with pytest.raises(CompError, match='written by another command meanwhile') as e:
+        with atomic_dir(dest) as tmp:
+            (tmp / 'train.csv').write_text('the second command\'s\n')
+            write_sample(dest, scale=0.005, seed=1)   # the other command, finished first
+    assert str(e.value).count('\n') == 0 and str(dest) in str(e.value)
+    competition.load(dest)   # the first one's competition, whole
+    assert 'second' not in (dest / 'train.csv').read_text() and [p.name for p in tmp_path.iterdir()] == ['paddy']
+
+
+def test_a_sample_inside_a_competition_is_refused(tiny_copy, tmp_path):
+    before = snapshot(tiny_copy)
+    one_line(comp_cli('sample', tiny_copy / 'train_images' / 'more', '--scale', '0.005', cwd=tmp_path),
+             'inside the competition', 'choose a folder outside it')
+    assert snapshot(tiny_copy) == before and not (tmp_path / 'comp.json').exists()

@@ -326,3 +326,4 @@ def test_a_truncated_checkpoint_on_resume_is_one_line(trained):
     copy.result_file.unlink()
     copy.status_file.write_text(json.dumps({'status': 'incomplete', 'epochs_done': 1}))
     one_line(comp_cli('train', '--resume', copy.name, cwd=ws), 'checkpoint.pth cannot be read', 'delete it')
+    assert copy.status == 'incomplete'   # said before its status changed: still resumable once the file is deleted
