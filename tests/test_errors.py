@@ -43,7 +43,6 @@ def _plan(text):
 def _edited_plan(ws):
     """A plan for exactly AUTO's arguments whose step was edited by hand into something no step is."""
     import json
-    from comp import auto
     from comp.machine import device
     asked = {'hours': 1.0, 'candidates': ['test_convnext', 'test_vit'], 'folds': 1, 'tta': 4,
              'data': str(competition.find(None, ws).path), 'options': {'pretrained': False, 'size': '32', 'workers': 0},
