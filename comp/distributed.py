@@ -132,15 +132,16 @@ def launch(fn, procs, args=()):
 
 
 # torch's elastic agent (which notebook_launcher runs) logs a failed process's whole traceback and each signal it
-# sends the others, a dozen lines before comp's own one (ProcessesFailed says which process ended, and how).
-LAUNCHER_LOGGERS = ('torch.distributed.elastic', 'torch.distributed.launcher')
+# sends the others, a dozen lines before comp's own one (ProcessesFailed says which process ended, and how); when
+# torch.multiprocessing's spawn context sees the dead process first, it logs the SIGTERMs it sends instead.
+LAUNCHER_LOGGERS = ('torch.distributed.elastic', 'torch.distributed.launcher', 'torch.multiprocessing')
 
 
 @contextmanager
 def _quiet_launcher_logs():
     """The elastic agent's logging off while the processes run (and in them, forked with it); on with COMP_DEBUG=1.
 
-    Their records stop at these two loggers (a handler that drops them, no propagation to torch's stderr handler),
+    Their records stop at these loggers (a handler that drops them, no propagation to torch's stderr handler),
     whatever levels the agent's modules, some imported only as it starts, give their own loggers."""
     import logging
     if os.environ.get('COMP_DEBUG'):
