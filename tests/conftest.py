@@ -1,4 +1,5 @@
 import shutil
+from contextlib import contextmanager
 import sys
 from pathlib import Path
 
@@ -137,3 +138,15 @@ def kernel_spec(kernels, name, python):
     (d / 'kernel.json').write_text(json.dumps({'argv': [str(python), '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
                                                'display_name': name, 'language': 'python'}))
     return name
+
+
+@contextmanager
+def tmpfs(path, options='size=1m', why='needs root'):
+    """A small tmpfs mounted at `path` (made here) for the block: a disk that fills, or one mounted read-only; the
+    test is skipped where it cannot be mounted (root only; chmod does not stop root)."""
+    import subprocess
+    path.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(path)], capture_output=True).returncode:
+        pytest.skip(f'cannot mount a tmpfs ({options}) here ({why})')
+    try: yield path
+    finally: subprocess.run(['umount', str(path)])

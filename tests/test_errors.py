@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from comp import competition, runs
-from conftest import TRAIN, comp_cli, fake_run, one_line, snapshot
+from conftest import TRAIN, comp_cli, fake_run, one_line, snapshot, tmpfs
 
 slow = pytest.mark.slow
 
@@ -162,11 +162,7 @@ def test_an_unexpected_error_is_one_line_naming_its_type(tiny_copy, tmp_path):
 def test_a_full_disk_leaves_no_temporary_and_says_how_much(tmp_path):
     from comp.errors import DiskError
     from comp.files import atomic_path
-    d = tmp_path / 'small'
-    d.mkdir()
-    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(d)], capture_output=True).returncode:
-        pytest.skip('cannot mount a small tmpfs here (needs root): no full disk to test with')
-    try:
+    with tmpfs(tmp_path / 'small') as d:
         with pytest.raises(DiskError, match='no room on the disk') as e:
             with atomic_path(d / 'checkpoint.pth') as tmp: Path(tmp).write_bytes(b'x' * 3 * 2 ** 20)
         assert 'MB' in str(e.value) or 'KB' in str(e.value)
@@ -175,22 +171,14 @@ def test_a_full_disk_leaves_no_temporary_and_says_how_much(tmp_path):
         r = comp_cli('sample', d / 'paddy', '--scale', '0.01', cwd=tmp_path)
         one_line(r, 'no room')
         assert not list(d.iterdir())
-    finally:
-        subprocess.run(['umount', str(d)])
 
 
 def test_a_read_only_workspace_is_one_line(tiny_sample, tmp_path):
-    d = tmp_path / 'ro'
-    d.mkdir()
-    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(d)], capture_output=True).returncode:
-        pytest.skip('cannot mount a tmpfs here (needs root; chmod does not stop root): no read-only folder to test with')
-    try:
+    with tmpfs(tmp_path / 'ro') as d:
         competition.record(competition.load(tiny_sample), d)
         subprocess.run(['mount', '-o', 'remount,ro', str(d)], check=True)
         one_line(comp_cli(*TRAIN, cwd=d), 'read-only')
         one_line(comp_cli('sample', 'x', cwd=d), 'read-only')
-    finally:
-        subprocess.run(['umount', str(d)])
 
 
 @slow

@@ -1,13 +1,11 @@
 """Holdout competitions carved from a training set, to score offline."""
 import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from comp import competition, holdout, submission
-from conftest import comp_cli, one_line, snapshot
+from conftest import comp_cli, one_line, snapshot, tmpfs
 
 
 def test_holdout_layout_stratified_and_disjoint(small_sample, tmp_path):
@@ -41,14 +39,8 @@ def test_a_destination_inside_a_competition_is_refused_before_anything_is_writte
 
 
 def test_a_full_disk_names_the_holdout_not_the_source_image(tiny_sample, tmp_path):
-    d = tmp_path / 'small'
-    d.mkdir()
-    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(d)], capture_output=True).returncode:
-        pytest.skip('cannot mount a small tmpfs here (needs root): no full disk to test with')
-    try:
+    with tmpfs(tmp_path / 'small') as d:
         # the images are copied (no hard link across disks) until the 1 MB disk is full
         r = comp_cli('holdout', d / 'ho', '--data', tiny_sample, cwd=tmp_path)
         one_line(r, f'no room on the disk for {d / "ho"}', 'free more than that')
         assert str(tiny_sample) not in r.stderr and not list(d.iterdir())   # no partial folder keeps the disk full
-    finally:
-        subprocess.run(['umount', str(d)])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from comp import competition, kaggle, kernel, notebook, runs, submission, wheels, zoo
-from conftest import comp_cli, kernel_spec
+from conftest import comp_cli, kernel_spec, tmpfs
 from kaggle_server import FakeKaggle, client_env
 
 NAME = 'paddy-disease-classification'
@@ -272,14 +272,8 @@ def test_notebook_train_again_without_a_validation_set_returns_the_run(workspace
 
 def test_a_read_only_folder_for_the_smoke_sample_names_it_not_a_temporary(tmp_path):
     from comp.errors import describe
-    d = tmp_path / 'ro'
-    d.mkdir()
-    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', str(d)], capture_output=True).returncode:
-        pytest.skip('cannot mount a read-only tmpfs here (needs root; chmod does not stop root)')
-    try:
+    with tmpfs(tmp_path / 'ro', 'size=1m,ro') as d:
         with pytest.raises(OSError) as e: notebook.setup(smoke=True, workdir=d)
         said = describe(e.value)
         assert str(d / notebook.SAMPLE_DIR) in said and 'read-only' in said and f'.{notebook.SAMPLE_DIR}.' not in said
         assert f'.{notebook.SAMPLE_DIR}.' not in str(e.value)   # what a notebook's traceback shows
-    finally:
-        subprocess.run(['umount', str(d)])
