@@ -8,7 +8,7 @@ from .callbacks import aside, epoch_values, run_epoch
 from .errors import CompError
 from .files import atomic_path
 
-ERROR_METRICS = ('error_rate', 'disease_error')   # the single-target and the two-headed models' validation error
+ERROR_METRICS = ('error_rate', 'disease_error', 'error')   # Paddy's single and two-headed models' error; another metric's
 
 
 def for_config(c, run):

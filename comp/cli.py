@@ -174,9 +174,11 @@ def predict(run: str = typer.Argument(..., help='A run directory or name from `c
 
 @app.command()
 def score(file: Path = typer.Argument(..., help='A submission CSV.'), data: Optional[Path] = DATA):
-    """Print a submission's accuracy against the competition's solution.csv (sample or holdout)."""
+    """Print a submission's score, in the competition's metric, against its solution.csv (sample or holdout)."""
+    from .competition import find
     from .submission import score as run_score
-    typer.echo(f'accuracy: {run_score(file, data):.4f}')
+    value = run_score(file, data)
+    typer.echo(f'{find(data, check_images=False).metric}: {value:.4f}')
 
 
 @app.command()

@@ -14,9 +14,16 @@ WORKSPACE_FILE = 'comp.json'
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 
 
+LABEL = 'label'      # the label column of `Competition.train_df`, whatever the CSV calls it
+VALUE = 'value'      # the one output of a regressed target (regression, ordinal grade)
+TASKS = ('single', 'multi', 'regression', 'ordinal')
+SUBMISSIONS = ('label', 'probs', 'prob', 'labels', 'grade', 'number')
+IMAGES = ('folders', 'flat', 'names')
+
+
 @dataclass
 class Layout:
-    """File, folder and column names of a competition; the defaults are Paddy Doctor's."""
+    """How a competition is laid out and judged; the defaults are Paddy Doctor's (`describe` infers the rest)."""
     train_dir: str = 'train_images'
     test_dir: str = 'test_images'
     train_csv: str = 'train.csv'
@@ -25,7 +32,21 @@ class Layout:
     pseudo_csv: str = 'pseudo.csv'        # `comp pseudo`: which train.csv rows are pseudo-labelled test images
     id_col: str = 'image_id'
     label_col: str = 'label'
-    extra_cols: list = field(default_factory=lambda: ['variety', 'age'])
+    extra_cols: list = field(default_factory=lambda: ['variety', 'age'])   # columns train.csv must have
+    images: str = 'folders'    # train_dir/<label>/<file> | train_dir/<file> | no label CSV: the label is the file name up to its first '.'
+    ext: str = ''              # appended to an id to name its file (ids written without extension)
+    test_csv: str = ''         # where the test ids are listed; '' = the sample submission
+    task: str = 'single'       # one class per image | several | a number | an integer grade
+    label_cols: list = field(default_factory=list)   # one-hot label columns (then label_col is unused)
+    names: dict = field(default_factory=dict)        # code -> class name, for messages only
+    submission: str = 'label'  # a class per row | one probability per class | P(positive) | space-separated labels | a grade | a number
+    sub_cols: list = field(default_factory=list)     # the sample submission's columns; [] = id_col, label_col
+    positive: str = ''         # 'prob' submissions: the class whose probability is written
+    metric: str = 'accuracy'   # a key of comp.metrics.METRICS
+    range: list = field(default_factory=list)        # [lo, hi] of a regressed target
+
+    @property
+    def columns(self): return self.sub_cols or [self.id_col, self.label_col]
 
 
 @dataclass
@@ -44,12 +65,28 @@ class Competition:
     @property
     def solution_path(self): return self.path / self.layout.solution_csv
 
+    task = property(lambda self: self.layout.task)
+    metric = property(lambda self: self.layout.metric)
+
     def train_df(self):
-        """train.csv with a `path` column: each image's path relative to the competition folder."""
+        """The training images: the id column, `path` (relative to the competition folder) and `label` (a class name;
+        several space-separated for 'multi'; the number for a regressed target), beside the CSV's other columns."""
         import pandas as pd
         L = self.layout
-        df = pd.read_csv(self.path / L.train_csv, dtype={L.id_col: str, L.label_col: str})
-        df['path'] = L.train_dir + '/' + df[L.label_col] + '/' + df[L.id_col]
+        if L.images == 'names':
+            files = sorted(f.name for f in self.train_path.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+            return pd.DataFrame({L.id_col: files, 'path': [f'{L.train_dir}/{f}' for f in files],
+                                 LABEL: [f.split('.')[0] for f in files]})
+        df = pd.read_csv(self.path / L.train_csv, dtype=str, keep_default_na=False)
+        if L.label_cols:
+            hot = df[L.label_cols].apply(pd.to_numeric, errors='coerce').fillna(0).to_numpy() > 0.5
+            df[LABEL] = [' '.join(c for c, h in zip(L.label_cols, row) if h) for row in hot]
+        elif L.task == 'multi':
+            df[LABEL] = [' '.join(sorted(v.split())) for v in df[L.label_col]]
+        else:
+            df[LABEL] = df[L.label_col].str.strip() if L.task != 'single' else df[L.label_col]
+        files = df[L.id_col] + L.ext
+        df['path'] = (L.train_dir + '/' + df[LABEL] + '/' + files) if L.images == 'folders' else (L.train_dir + '/' + files)
         return df
 
     def pseudo_ids(self):
@@ -64,16 +101,74 @@ class Competition:
         return pd.read_csv(self.path / self.layout.sample_csv, dtype=str, keep_default_na=False)
 
     def vocab(self):
-        """Labels in fastai's order (sorted), from the training folders."""
-        return sorted(p.name for p in self.train_path.iterdir() if p.is_dir())
+        """The model's outputs in order: the classes (sorted as fastai sorts them; integer codes by value), or
+        [VALUE] for a regressed target."""
+        L = self.layout
+        if L.task in ('regression', 'ordinal'): return [VALUE]
+        if L.images == 'folders': return sorted(p.name for p in self.train_path.iterdir() if p.is_dir())
+        labels = set(self.train_df()[LABEL])
+        if L.task == 'multi': labels = {x for v in labels for x in v.split()}
+        return _sorted(labels)
 
     def test_ids(self):
-        """Test image ids in sample_submission's order."""
-        return list(self.sample_df()[self.layout.id_col])
+        """Test image ids in the order of the list that names them (test.csv, else sample_submission)."""
+        import pandas as pd
+        L = self.layout
+        if L.test_csv: return list(pd.read_csv(self.path / L.test_csv, dtype=str, keep_default_na=False)[L.id_col])
+        return list(self.sample_df()[L.id_col])
+
+    def test_file(self, i):
+        """A test image's path relative to the competition folder."""
+        return f'{self.layout.test_dir}/{i}{self.layout.ext}'
 
     def info(self):
         """What `comp.json` records about this competition."""
         return {'data': str(self.path), 'competition': self.name, 'layout': asdict(self.layout)}
+
+    # The competition's metric, through comp.metrics: `truth` and outputs from a validation frame.
+    def fit_decode(self, valid, vocab):
+        """Decoding parameters (thresholds) that maximise the metric on a validation frame; {} where none apply."""
+        from . import metrics
+        if not len(valid): return {}
+        return metrics.fit(self.metric, self.task, vocab, list(valid[LABEL]), valid[vocab].to_numpy(),
+                           positive=self._positive(vocab))
+
+    def score(self, valid, vocab, params=None):
+        """The metric of a validation frame (id, label, one column per output), decoded with `params`."""
+        from . import metrics
+        return metrics.score(self.metric, self.task, vocab, list(valid[LABEL]), valid[vocab].to_numpy(), params=params,
+                             positive=self._positive(vocab), range=self.layout.range or None)
+
+    def error(self, valid, vocab, params=None):
+        """The metric as an error (lower is better) of a validation frame; thresholds chosen on it unless given."""
+        from . import metrics
+        if params is None: params = self.fit_decode(valid, vocab)
+        return metrics.to_error(self.metric, self.score(valid, vocab, params))
+
+    def decode(self, out, vocab, params=None):
+        """Predictions per row (class, labels, grade or number) from outputs (an array n x len(vocab))."""
+        from . import metrics
+        return metrics.decode(self.task, vocab, out, params, range=self.layout.range or None)
+
+    def _positive(self, vocab):
+        return self.layout.positive or (vocab[-1] if len(vocab) == 2 else None)
+
+
+def _sorted(labels):
+    """Class names sorted; integer codes by value (so 10 comes after 9)."""
+    labels = list(labels)
+    if labels and all(_is_int(v) for v in labels): return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def _is_int(v):
+    try: return float(v) == int(float(v))
+    except (TypeError, ValueError): return False
+
+
+def _is_float(v):
+    try: float(v); return True
+    except (TypeError, ValueError): return False
 
 
 def load(path, name=PADDY, layout=None, check_images=True):
@@ -92,23 +187,90 @@ def problems_of(comp, check_images=True):
     L, root = comp.layout, comp.path
     if not root.is_dir(): return [f'folder {root} does not exist (run `comp setup` or `comp sample DIR`)']
     problems = []
-    for d in (L.train_dir, L.test_dir):
+    for d in dict.fromkeys((L.train_dir, L.test_dir)):
         if not (root / d).is_dir(): problems.append(f'missing folder {d}/')
-    for f in (L.train_csv, L.sample_csv):
-        if not (root / f).is_file(): problems.append(f'missing file {f}')
+    for f in (L.train_csv if L.images != 'names' else None, L.sample_csv, L.test_csv or None):
+        if f and not (root / f).is_file(): problems.append(f'missing file {f}')
     if problems: return problems
 
-    train = pd.read_csv(root / L.train_csv, dtype=str, keep_default_na=False)
-    want = [L.id_col, L.label_col, *L.extra_cols]
-    if [c for c in want if c not in train.columns]:
-        problems.append(f'{L.train_csv} has columns {",".join(train.columns)}; expected {",".join(want)}')
     sample = pd.read_csv(root / L.sample_csv, dtype=str, keep_default_na=False)
-    if list(sample.columns) != [L.id_col, L.label_col]:
-        problems.append(f'{L.sample_csv} has columns {",".join(sample.columns)}; expected {L.id_col},{L.label_col}')
+    if list(sample.columns) != L.columns:
+        problems.append(f'{L.sample_csv} has columns {",".join(sample.columns)}; expected {",".join(L.columns)}')
     elif not len(sample): problems.append(f'{L.sample_csv} has no rows: it must list every test image id')
-    if not len(train.columns) or not len(train): problems.append(f'{L.train_csv} has no rows')
+    if L.test_csv:
+        test = pd.read_csv(root / L.test_csv, dtype=str, keep_default_na=False)
+        if L.id_col not in test.columns: problems.append(f'{L.test_csv} has no column {L.id_col}')
+    if L.images == 'folders':
+        problems += _folder_problems(comp)
+    else:
+        problems += _flat_problems(comp)
     if problems: return problems
 
+    ids = pd.Series(comp.test_ids())
+    dup = ids[ids.duplicated()]
+    where = L.test_csv or L.sample_csv
+    if len(dup): problems.append(f'duplicate test ids in {where}: {few(sorted(set(dup)))}')
+    test_files = {f.name for f in comp.test_path.iterdir() if f.suffix.lower() in IMAGE_EXTS}
+    missing = sorted(set(ids + L.ext) - test_files)
+    if missing: problems.append(f'{len(missing)} test ids have no image in {L.test_dir}/: {few(missing)}')
+    if check_images and not problems:
+        files = [root / p for p in comp.train_df()['path']] + [root / comp.test_file(i) for i in sorted(set(ids))]
+        bad = undecodable(sorted(set(files)), root)
+        large = [b for b, why in bad if why == 'too large']
+        broken = [b for b, why in bad if why != 'too large']
+        if broken: problems.append(f'{len(broken)} images cannot be decoded: {few(broken)}')
+        if large:
+            from PIL import Image
+            problems.append(f'{len(large)} images have more pixels than Pillow\'s limit ({Image.MAX_IMAGE_PIXELS:,}) '
+                            f'lets comp decode: {few(large)}; shrink them')
+    return problems
+
+
+def _columns_problems(comp, train):
+    L = comp.layout
+    want = [L.id_col, *(L.label_cols or [L.label_col]), *L.extra_cols]
+    if [c for c in want if c not in train.columns]:
+        return [f'{L.train_csv} has columns {",".join(train.columns)}; expected {",".join(want)}']
+    if not len(train): return [f'{L.train_csv} has no rows']
+    return []
+
+
+def _flat_problems(comp):
+    """A flat train folder (or labels in the file names): labels readable for the task, every id an image."""
+    L = comp.layout
+    if L.images != 'names':
+        import pandas as pd
+        found = _columns_problems(comp, pd.read_csv(comp.path / L.train_csv, dtype=str, keep_default_na=False))
+        if found: return found
+    df = comp.train_df()
+    if not len(df): return [f'{L.train_dir}/ has no images']
+    problems = []
+    what = L.train_csv if L.images != 'names' else f'the file names in {L.train_dir}/'
+    labels = df[LABEL]
+    if L.task in ('regression', 'ordinal'):
+        bad = df[L.id_col][~labels.map(_is_float)].tolist()
+        if bad: problems.append(f'{len(bad)} {what} rows have a {L.label_col} that is not a number: {few(bad)}')
+    elif L.task == 'single':
+        bad = df[L.id_col][(labels == '') | (labels.str.strip() != labels)].tolist()
+        if bad: problems.append(f'{len(bad)} {what} rows have an empty label or one with spaces around it: {few(bad)}')
+    if L.task == 'single' and L.label_cols:
+        bad = df[L.id_col][labels.str.contains(' ') | (labels == '')].tolist()
+        if bad: problems.append(f'{len(bad)} {L.train_csv} rows have not exactly one of {",".join(L.label_cols)} set: {few(bad)}')
+    files = {f.name for f in comp.train_path.iterdir() if f.suffix.lower() in IMAGE_EXTS}
+    no_image = [i for i, p in zip(df[L.id_col], df['path']) if p.rsplit('/', 1)[-1] not in files]
+    if no_image: problems.append(f'{len(no_image)} {L.train_csv} ids have no image in {L.train_dir}/: {few(no_image)}')
+    dup = df[L.id_col][df[L.id_col].duplicated()]
+    if len(dup): problems.append(f'duplicate ids in {L.train_csv}: {few(sorted(set(dup)))}')
+    return problems
+
+
+def _folder_problems(comp):
+    """A folder per label (Paddy Doctor): the CSV's labels are the folders, each id in its label's folder."""
+    import pandas as pd
+    L = comp.layout
+    train = pd.read_csv(comp.path / L.train_csv, dtype=str, keep_default_na=False)
+    problems = _columns_problems(comp, train)
+    if problems: return problems
     folders = {p.name: {f.name for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS}
                for p in comp.train_path.iterdir() if p.is_dir()}
     csv_labels = set(train[L.label_col])
@@ -125,7 +287,7 @@ def problems_of(comp, check_images=True):
         problems.append(msg)
     where = {i: lbl for lbl, ids in folders.items() for i in ids}
     no_image, misplaced = [], []
-    for i, lbl in zip(train[L.id_col], train[L.label_col]):
+    for i, lbl in zip(train[L.id_col] + L.ext, train[L.label_col]):
         if i in folders.get(lbl, ()): continue
         if i in where: misplaced.append(f'{i} (label {lbl}, found in {where[i]}/)')
         else: no_image.append(i)
@@ -133,24 +295,6 @@ def problems_of(comp, check_images=True):
     if misplaced: problems.append(f'{len(misplaced)} {L.train_csv} ids are in another label folder: {few(misplaced)}')
     dup = train[L.id_col][train[L.id_col].duplicated()]
     if len(dup): problems.append(f'duplicate ids in {L.train_csv}: {few(sorted(set(dup)))}')
-
-    ids = sample[L.id_col]
-    dup = ids[ids.duplicated()]
-    if len(dup): problems.append(f'duplicate test ids in {L.sample_csv}: {few(sorted(set(dup)))}')
-    test_files = {f.name for f in comp.test_path.iterdir() if f.suffix.lower() in IMAGE_EXTS}
-    missing = sorted(set(ids) - test_files)
-    if missing: problems.append(f'{len(missing)} test ids have no image in {L.test_dir}/: {few(missing)}')
-    if check_images and not problems:
-        files = [comp.train_path / lbl / i for lbl, ids_ in folders.items() for i in sorted(ids_)]
-        files += [comp.test_path / f for f in sorted(test_files)]
-        bad = undecodable(files, root)
-        large = [b for b, why in bad if why == 'too large']
-        broken = [b for b, why in bad if why != 'too large']
-        if broken: problems.append(f'{len(broken)} images cannot be decoded: {few(broken)}')
-        if large:
-            from PIL import Image
-            problems.append(f'{len(large)} images have more pixels than Pillow\'s limit ({Image.MAX_IMAGE_PIXELS:,}) '
-                            f'lets comp decode: {few(large)}; shrink them')
     return problems
 
 
@@ -210,11 +354,12 @@ def state_dir():
 
 def containing(path, source=None):
     """The competition folder that `path` is in (or is), or None: `source` (a Competition) or any folder above `path`
-    with a train.csv and train_images/ (Kaggle's layout)."""
+    that holds a sample submission or a train.csv beside train_images/ (Kaggle's layouts)."""
     path, L = Path(path).expanduser().resolve(), Layout()
     for p in (path, *path.parents):
         if source is not None and p == source.path: return p
         if (p / L.train_csv).is_file() and (p / L.train_dir).is_dir(): return p
+        if p.is_dir() and _sample_csv(p): return p
     return None
 
 
@@ -230,6 +375,14 @@ def check_new_folder(dest, what='', source=None):
     if inside is not None:
         raise ConfigError(f'{named} is inside the competition {inside}, whose folder holds its own files only: '
                           f'choose a folder outside it, such as {inside.parent / dest.name}')
+
+
+def check_folders_layout(comp, command):
+    """A ConfigError unless `comp` keeps a folder per label with one class per image: what `command` writes anew."""
+    L = comp.layout
+    if L.images != 'folders' or L.task != 'single':
+        raise ConfigError(f'{command} writes competitions in a folder-per-label layout (as Paddy Doctor\'s), and '
+                          f'{comp.name} has {TASK_WORDS[L.task]} in a {L.images} layout: not supported for it yet')
 
 
 def record(comp, workdir='.'):
@@ -265,4 +418,180 @@ def _recorded(workdir):
 
 
 def _kwargs(rec):
-    return {'name': rec.get('competition', PADDY), 'layout': Layout(**rec.get('layout', {}))}
+    lay = rec.get('layout', {})
+    unknown = sorted(set(lay) - set(Layout.__dataclass_fields__))
+    if unknown:
+        raise DataError(f'comp.json: layout has unknown key{"s" * (len(unknown) > 1)} {", ".join(unknown)}: use '
+                        f'{", ".join(Layout.__dataclass_fields__)}')
+    return {'name': rec.get('competition', PADDY), 'layout': Layout(**lay)}
+
+
+# --- describing a competition from its files (comp setup, comp sample --like) -------------------------------------
+def _sample_csv(root):
+    """The sample submission's file name in `root`, or None."""
+    found = sorted(f.name for f in root.glob('*.csv') if f.name.lower().replace('_', '').startswith('samplesubmission'))
+    return found[0] if found else None
+
+
+def _image_names(d):
+    return {f.name for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS} if d.is_dir() else set()
+
+
+def describe(path, name=None, metric=None, kaggle_metric=None, **overrides):
+    """The competition at `path`, its layout, label kind, submission format and metric inferred from its files (and
+    Kaggle's name for its metric), then `overrides` (Layout fields; `metric` the metric key) applied and validated.
+
+    An ambiguous case is one ConfigError naming the choices and the setting that decides."""
+    from . import metrics
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir(): raise DataError(f'folder {root} does not exist (run `comp setup` or `comp sample DIR`)')
+    unknown = sorted(set(overrides) - set(Layout.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f'--set {unknown[0]}: not a layout setting; use one of {", ".join(Layout.__dataclass_fields__)}')
+    if metric is not None: metrics.check(metric)
+    L = _infer(root, metric, kaggle_metric, overrides)
+    for k, v in overrides.items(): setattr(L, k, v)
+    comp = load(root, name or root.name, L)
+    return comp
+
+
+def _infer(root, metric, kaggle_metric, given):
+    import pandas as pd
+    from . import metrics
+    L = Layout(extra_cols=[], sub_cols=[])
+    sample = given.get('sample_csv') or _sample_csv(root)
+    if not sample: raise DataError(f'{root} has no sample_submission.csv: comp takes the test ids and the submission\'s '
+                                   'columns from it; add it from the competition\'s Data page')
+    L.sample_csv = sample
+    sub = pd.read_csv(root / sample, dtype=str, keep_default_na=False, nrows=200)
+    if len(sub.columns) < 2: raise DataError(f'{sample} has {len(sub.columns)} column: expected an id column and what to predict')
+    L.sub_cols, L.id_col = list(sub.columns), given.get('id_col', sub.columns[0])
+    if L.sub_cols == [L.id_col, 'label'] and not given.get('sub_cols'): L.sub_cols = []   # Paddy's record stays as it was
+    dirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
+    csvs = sorted(f.name for f in root.glob('*.csv'))
+    skip = {sample, L.solution_csv, L.pseudo_csv}
+    L.test_csv = given.get('test_csv', next((f for f in csvs if f.lower() == 'test.csv'), ''))
+    if L.test_csv: skip.add(L.test_csv)
+    cands = [f for f in csvs if f not in skip and L.id_col in pd.read_csv(root / f, nrows=0).columns]
+    train_csv = given.get('train_csv') or next((f for f in cands if f.lower() == 'train.csv'), None)
+    if train_csv is None and len(cands) > 1:
+        raise ConfigError(f'{root} has several label files ({", ".join(cands)}): choose with --set train_csv=NAME')
+    train_csv = train_csv or (cands[0] if cands else '')
+
+    def image_dir(prefix, ids=None):
+        named = [d for d in dirs if d.lower().startswith(prefix)]
+        shared = [d for d in dirs if d.lower() in ('images', 'imgs', 'image')]
+        for d in named + shared:
+            if _image_names(root / d) or any(_image_names(s) for s in (root / d).iterdir() if s.is_dir()): return d
+        return None
+
+    L.train_dir = given.get('train_dir') or image_dir('train') or ''
+    L.test_dir = given.get('test_dir') or image_dir('test') or L.train_dir
+    if not L.train_dir: raise DataError(f'{root} has no folder of training images (train/, train_images/ or images/): '
+                                        'unpack the download, or name it with --set train_dir=FOLDER')
+    train_root = root / L.train_dir
+    flat = _image_names(train_root)
+    sub_dirs = [d for d in train_root.iterdir() if d.is_dir() and _image_names(d)]
+    if not train_csv:
+        if not flat: raise DataError(f'{root} has no label file (train.csv) and {L.train_dir}/ no image files to read labels from')
+        L.images, L.train_csv, L.label_col = 'names', '', LABEL
+        if not all('.' in f.rsplit('.', 1)[0] for f in flat):
+            raise DataError(f'{root} has no label file (train.csv), and the names in {L.train_dir}/ do not start with a '
+                            'label (such as cat.1.jpg): add the labels as a CSV')
+        train = pd.DataFrame({LABEL: [f.split('.')[0] for f in flat]})
+    else:
+        L.train_csv = train_csv
+        train = pd.read_csv(root / train_csv, dtype=str, keep_default_na=False)
+        L.images = 'folders' if sub_dirs and not flat else 'flat'
+    ids = [] if L.images == 'names' else list(train[L.id_col])
+    files = flat | {f for d in sub_dirs for f in _image_names(d)}
+    if ids and not any(i in files for i in ids[:50]):
+        exts = sorted({Path(f).suffix for f in files if Path(f).stem in set(ids)})
+        if len(exts) > 1: raise ConfigError(f'{L.train_csv} ids name images with several extensions ({", ".join(exts)}): choose with --set ext=.jpg')
+        L.ext = exts[0] if exts else ''
+    # The label: one-hot columns (the submission's class columns), else the column the submission predicts, else the one left.
+    value_cols = L.columns[1:]
+    if L.images == 'names':
+        pass
+    elif len(value_cols) > 1 and all(c in train.columns for c in value_cols):
+        L.label_cols, L.label_col = value_cols, ''
+    else:
+        others = [c for c in train.columns if c != L.id_col]
+        pick = [c for c in value_cols if c in others] or \
+               [c for c in others if set(value_cols) <= set(train[c])] or (others if len(others) == 1 else [])
+        if given.get('label_col'): pick = [given['label_col']]
+        if len(pick) != 1:
+            raise ConfigError(f'{L.train_csv} does not say which column is the label ({", ".join(others)}): '
+                              'choose with --set label_col=NAME')
+        L.label_col = pick[0]
+    L.extra_cols = ['variety', 'age'] if L.images == 'folders' and {'variety', 'age'} <= set(train.columns) else []
+    # The metric as given, else as Kaggle names it, else the usual one for the label kind.
+    key = metric or (metrics.from_kaggle(kaggle_metric) if kaggle_metric else None)
+    if L.label_cols:
+        hot = train[L.label_cols].apply(pd.to_numeric, errors='coerce').fillna(0).to_numpy() > 0.5
+        L.task = 'single' if (hot.sum(1) == 1).all() else 'multi'
+        labels = L.label_cols
+    else:
+        col = train[LABEL if L.images == 'names' else L.label_col].astype(str)
+        labels = sorted(set(col))
+        if col.str.strip().str.contains(' ').any(): L.task = 'multi'
+        elif all(_is_float(v) for v in labels) and len(labels) > 2:
+            ints = all(_is_int(v) for v in labels)
+            if key == 'qwk': L.task = 'ordinal'    # a grade: regressed, then cut by thresholds chosen on validation
+            elif key == 'rmse' or not ints or len(labels) > 30: L.task = 'regression'
+            else: L.task = 'single'                 # integer codes of classes (cassava)
+        else: L.task = 'single'
+        if L.task in ('regression', 'ordinal'):
+            vals = col.astype(float)
+            L.range = [float(vals.min()), float(vals.max())]
+    if 'task' in given: L.task = given['task']
+    if len(value_cols) > 1: L.submission = 'probs'
+    elif L.task == 'multi': L.submission = 'labels'
+    elif L.task == 'regression': L.submission = 'number'
+    elif L.task == 'ordinal': L.submission = 'grade'
+    elif _sample_kind(sub, value_cols) == 'prob' or (len(labels) == 2 and key in ('auc', 'log_loss')): L.submission = 'prob'
+    else: L.submission = 'label'
+    if L.submission == 'prob': L.positive = _sorted(labels)[-1]
+    L.metric = key or metrics.default_for(L.task, L.submission)
+    names = [f for f in root.glob('*.json') if f.name != 'comp.json']
+    for f in names:
+        try: m = read_json(f)
+        except Exception: continue
+        if isinstance(m, dict) and set(map(str, m)) == set(labels): L.names = {str(k): str(v) for k, v in m.items()}
+    return L
+
+
+def _sample_kind(sub, value_cols):
+    """What the sample submission's one value column holds: 'prob' (fractions), 'int', 'text' or 'empty'."""
+    vals = [v for v in sub[value_cols[0]] if v != ''] if value_cols else []
+    if not vals: return 'empty'
+    if all(_is_int(v) for v in vals): return 'int'
+    if all(_is_float(v) and 0 <= float(v) <= 1 for v in vals): return 'prob'
+    return 'text'
+
+
+TASK_WORDS = {'single': 'one class per image', 'multi': 'several labels per image', 'regression': 'a number to regress',
+              'ordinal': 'an integer grade'}
+SUB_WORDS = {'label': 'a class per row', 'probs': 'one probability per class', 'prob': 'the probability of {positive}',
+             'labels': 'space-separated labels', 'grade': 'an integer grade', 'number': 'a number'}
+
+
+def summary(comp):
+    """A few lines saying what comp knows of the competition: images, labels, submission, metric."""
+    from . import metrics
+    L = comp.layout
+    df = comp.train_df()
+    where = {'folders': f'{L.train_dir}/<label>/', 'flat': f'{L.train_dir}/', 'names': f'{L.train_dir}/ (label in the file name)'}[L.images]
+    test = f'{L.test_dir}/, ids from {L.test_csv or L.sample_csv}'
+    vocab = comp.vocab()
+    if L.task in ('regression', 'ordinal'):
+        what = f'{L.label_col}: {TASK_WORDS[L.task]} from {L.range[0]:g} to {L.range[1]:g}' if L.range else TASK_WORDS[L.task]
+    else:
+        col = ','.join(L.label_cols) if L.label_cols else L.label_col
+        shown = few([f'{v} ({L.names[v]})' if v in L.names else v for v in vocab], 6)
+        what = f'{col}: {TASK_WORDS[L.task]}, {len(vocab)} classes ({shown})'
+    m = metrics.METRICS[L.metric]
+    return [f'images      {len(df)} training in {where}{f" (ids + {L.ext})" if L.ext else ""}; {len(comp.test_ids())} test in {test}',
+            f'labels      {what}',
+            f'submission  {",".join(L.columns[:4])}{",..." if len(L.columns) > 4 else ""}: {SUB_WORDS[L.submission].format(positive=L.positive)}',
+            f'metric      {m.title} ({"higher" if m.higher else "lower"} is better)']

@@ -118,6 +118,8 @@ def resolve(cfg, comp=None):
         out['data'] = str(comp.path)
         n = len(comp.pseudo_ids())
         if n: out['pseudo'] = n   # the runs table shows which runs saw pseudo-labels
+        if out['target'] != 'disease' and (comp.task != 'single' or 'variety' not in comp.layout.extra_cols):
+            raise ConfigError(f'--target {out["target"]} needs Paddy Doctor\'s variety column: use --target disease')
         if n and out['target'] != 'disease':
             raise ConfigError(f'{comp.path} has pseudo-labelled images, which have a disease label only: use --target disease')
     # Processes share the cores: by default each loads with its share of them.

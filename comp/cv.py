@@ -144,6 +144,8 @@ def _combine(group, comp, workdir):
     group.write_vocab(vocab)
     refit = group.refit
     extra = {'refit': refit.name, 'test_models': len(members) + 1} if refit is not None else {}
-    return {'valid_error': error(oof, vocab), **extra, 'fold_errors': [m.result['valid_error'] for m in members],
+    params = comp.fit_decode(oof, vocab)   # thresholds chosen on the out-of-fold predictions
+    extra.update(metric=comp.metric, valid_score=comp.score(oof, vocab, params))
+    return {'valid_error': error(oof, vocab, comp), **extra, 'fold_errors': [m.result['valid_error'] for m in members],
             'n_valid': len(oof), 'seconds': round(sum(m.result.get('seconds', 0) for m in group.parts), 1),
             'precision': members[0].result.get('precision')}

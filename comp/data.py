@@ -36,7 +36,7 @@ def shared_split(comp, workdir='.', seed=42, valid_pct=0.2, folds=None):
         raise ConfigError(f'{f} was made for other training images: delete it to make a new split '
                           '(runs made with the old one can no longer be ensembled with new ones)')
     from sklearn.model_selection import StratifiedKFold, train_test_split
-    ids, labels = df[L.id_col].to_numpy(), df[L.label_col].to_numpy()
+    ids, labels = df[L.id_col].to_numpy(), strata(comp, df)
     try:
         if folds:
             fold = pd.Series(0, index=ids)
@@ -55,6 +55,20 @@ def shared_split(comp, workdir='.', seed=42, valid_pct=0.2, folds=None):
         split = pd.DataFrame({L.id_col: ids, 'fold': [0 if i in va else 1 for i in ids]})
     write_csv(f, split.sort_values(L.id_col))
     return pd.read_csv(f, dtype={L.id_col: str})
+
+
+def strata(comp, df):
+    """What a split is stratified by: the class; for several labels per image their combination (rare ones pooled);
+    for a regressed number its quintile."""
+    import pandas as pd
+    from .competition import LABEL
+    y = df[LABEL]
+    if comp.task == 'regression':
+        return pd.qcut(y.astype(float), 5, labels=False, duplicates='drop').astype(str).to_numpy()
+    if comp.task == 'multi':
+        n = y.map(y.value_counts())
+        return y.where(n >= 10, 'rare').to_numpy()
+    return y.to_numpy()
 
 
 def no_validation(c):
@@ -113,7 +127,7 @@ def test_items(comp):
     """The test images in sample_submission's order: the id column and `path`, relative to the images' root."""
     import pandas as pd
     ids = comp.test_ids()
-    return pd.DataFrame({comp.layout.id_col: ids, 'path': [f'{comp.layout.test_dir}/{i}' for i in ids]})
+    return pd.DataFrame({comp.layout.id_col: ids, 'path': [comp.test_file(i) for i in ids]})
 
 
 def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=None, seed=42, device=None,
@@ -125,14 +139,24 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     (paths as in `test_items`) is for prediction: the cache then holds the test and validation images, which
     are all prediction reads, so TTA passes and validation decode each image once too."""
     from fastai.vision.all import CategoryBlock, ColReader, ColSplitter, DataBlock, ImageBlock
+    from .competition import LABEL
     root = str(root or comp.path)
     df = comp.train_df()
     df['is_valid'] = df[comp.layout.id_col].isin(valid)
-    cols = [comp.layout.label_col if t == 'label' else t for t in targets]
+    cols = list(targets)
     missing = [c for c in cols if c not in df.columns]
     if missing: raise ConfigError(f'train.csv has no column {missing[0]!r} to use as a target')
     # Vocabularies come from all of train.csv, so a value seen only in validation still has a class.
-    vocabs = [comp.vocab() if c == comp.layout.label_col else sorted(df[c].astype(str).unique()) for c in cols]
+    vocabs = [comp.vocab() if c == LABEL else sorted(df[c].astype(str).unique()) for c in cols]
+    blocks = [CategoryBlock(vocab=v) for v in vocabs]
+    get_y = [ColReader(c) for c in cols]
+    if comp.task == 'multi':
+        from fastai.vision.all import MultiCategoryBlock
+        blocks[0], get_y[0] = MultiCategoryBlock(vocab=vocabs[0]), ColReader(LABEL, label_delim=' ')
+    elif comp.task in ('regression', 'ordinal'):
+        from fastai.vision.all import RegressionBlock
+        df[LABEL] = df[LABEL].astype('float32')
+        blocks[0] = RegressionBlock(n_out=1)
     from . import cache as cache_
     x_block, itfms = ImageBlock, item_tfms(resize)
     where, why = cache_.plan(resize, len(valid) + len(test) if len(test) else len(df), cache)
@@ -143,9 +167,9 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
         x_block = TransformBlock(type_tfms=CachedImage(paths, itfms, where),
                                  batch_tfms=IntToFloatTensor)
         itfms = []
-    dblock = DataBlock(blocks=(x_block, *[CategoryBlock(vocab=v) for v in vocabs]), n_inp=1,
+    dblock = DataBlock(blocks=(x_block, *blocks), n_inp=1,
                        get_x=ColReader('path', pref=f'{root}{os.sep}'),
-                       get_y=[ColReader(c) for c in cols] if len(cols) > 1 else ColReader(cols[0]),
+                       get_y=get_y if len(cols) > 1 else get_y[0],
                        splitter=ColSplitter('is_valid'),
                        item_tfms=itfms, batch_tfms=batch_tfms(size, **(aug or {})))
     import torch

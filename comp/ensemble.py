@@ -34,17 +34,22 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=
     if shared and not blind and all(v.index.equals(valids[0].index) for v in valids):
         labels = valids[0]['label']
         vp = np.stack([v[vocab].to_numpy() for v in valids])
-        out['run_valid_errors'] = [_err(p[None], [1.0], labels, vocab) for p in vp]
-        out['equal_weights_error'] = _err(vp, [1.0] * len(rs), labels, vocab)
+        err = lambda w: _err(vp, w, labels, vocab, comp)
+        out['run_valid_errors'] = [_err(p[None], [1.0], labels, vocab, comp) for p in vp]
+        out['equal_weights_error'] = err([1.0] * len(rs))
         if search_weights:
-            w = search(vp, labels, vocab)
-            out['search_gain'] = out['equal_weights_error'] - _err(vp, w, labels, vocab)
-        out['valid_error'] = _err(vp, w, labels, vocab)
+            w = search(err, len(rs))
+            out['search_gain'] = out['equal_weights_error'] - err(w)
+        out['valid_error'] = err(w)
     elif search_weights:
         raise CompError('--search-weights needs runs that share a validation split (same --seed, --valid-pct, --folds, --fold)')
     out['weights'] = [float(x) for x in np.asarray(w) / np.sum(w)]
     probs = sum(wi * t for wi, t in zip(out['weights'], tests)).reset_index()
-    sub = submission.from_probs(comp, probs, vocab)
+    params = {}
+    if 'valid_error' in out:   # thresholds chosen on the weighted validation predictions
+        params = comp.fit_decode(_blend(vp, out['weights'], labels, vocab), vocab)
+        if params: out['decode'] = params
+    sub = submission.from_probs(comp, probs, vocab, params)
     default = f'ensemble-{len(rs)}runs-{rs[0].name}'
     out['submission'] = submission.write(comp, sub, name or default, out, workdir, default_name=name is None)
     out['asked_name'] = name or default
@@ -60,25 +65,31 @@ def _weights(blend, n):
     return w
 
 
-def _err(vp, w, labels, vocab):
-    p = np.tensordot(np.asarray(w, float) / np.sum(w), vp, axes=1)
+def _blend(vp, w, labels, vocab):
+    """The validation frame of members' outputs `vp` (members x images x outputs) averaged with weights `w`."""
     import pandas as pd
-    return error(pd.DataFrame(p, columns=vocab).assign(label=labels.to_numpy()), vocab)
+    p = np.tensordot(np.asarray(w, float) / np.sum(w), vp, axes=1)
+    return pd.DataFrame(p, columns=vocab).assign(label=labels.to_numpy())
 
 
-def search(vp, labels, vocab, grid=(0, 0.5, 1, 1.5, 2, 3), rounds=3):
-    """Non-negative weights minimising validation error, by coordinate search from equal weights.
+def _err(vp, w, labels, vocab, comp):
+    return error(_blend(vp, w, labels, vocab), vocab, comp)
+
+
+def search(err, n, grid=(0, 0.5, 1, 1.5, 2, 3), rounds=3):
+    """Non-negative weights for `n` members minimising `err(weights)` (the competition's metric as an error on the
+    shared validation set), by coordinate search from equal weights.
 
     A change is kept only when it lowers the error, so the result is never worse than equal weights."""
-    w = [1.0] * len(vp)
-    best = _err(vp, w, labels, vocab)
+    w = [1.0] * n
+    best = err(w)
     for _ in range(rounds):
         improved = False
         for i in range(len(w)):
             for g in grid:
                 cand = w[:i] + [float(g)] + w[i + 1:]
                 if sum(cand) == 0: continue
-                e = _err(vp, cand, labels, vocab)
+                e = err(cand)
                 if e < best - 1e-12: w, best, improved = cand, e, True
         if not improved: break
     return w

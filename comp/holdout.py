@@ -19,6 +19,7 @@ def holdout(dest, frac=0.25, seed=42, data=None, workdir='.'):
     comp = competition.find(data, workdir)
     dest = Path(dest)
     competition.check_new_folder(dest, source=comp)
+    competition.check_folders_layout(comp, 'comp holdout')
     L = comp.layout
     train = pd.read_csv(comp.path / L.train_csv, dtype=str, keep_default_na=False)
     tr, te = _split(train, frac, seed, L)

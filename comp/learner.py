@@ -3,6 +3,7 @@ weights, the optimizer, precision, progress output; and the validation predictio
 from pathlib import Path
 
 from . import data, zoo
+from .competition import LABEL, VALUE
 from .config import TARGETS, split_key
 from .errors import CompError, ConfigError
 
@@ -23,10 +24,19 @@ def build_learner(c, comp, run, workdir, for_training=False):
         sizes = [len(v) for v in dls.vocab]
         kw.update(n_out=sum(sizes), loss_func=MultiTargetLoss(sizes, c['label_smoothing']),
                   metrics=multi_target_metrics(sizes, targets))
-    else:
+    elif comp.task == 'single' and comp.metric == 'accuracy':
         from fastai.vision.all import LabelSmoothingCrossEntropyFlat, error_rate
         kw['metrics'] = error_rate
         if c['label_smoothing']: kw['loss_func'] = LabelSmoothingCrossEntropyFlat(eps=c['label_smoothing'])
+    else:   # the loss is the block's own (cross-entropy, BCE, MSE); the epoch's metric the competition's, as an error
+        kw['metrics'] = competition_error(comp, list(dls.vocab) if comp.task != 'regression' and comp.task != 'ordinal' else [VALUE])
+        if comp.task == 'single' and c['label_smoothing']:
+            from fastai.vision.all import LabelSmoothingCrossEntropyFlat
+            kw['loss_func'] = LabelSmoothingCrossEntropyFlat(eps=c['label_smoothing'])
+        if comp.task in ('regression', 'ordinal'):
+            lo, hi = comp.layout.range
+            pad = 0.05 * (hi - lo) if comp.task == 'regression' else 0.5   # a sigmoid reaches neither end
+            kw['y_range'] = (lo - pad, hi + pad)
     fixed = zoo.fixed_input_size(c['arch'])
     if fixed and tuple(c['size']) != fixed:
         # ViT / Swin at another size: timm builds the model for it and resamples the pretrained position embeddings
@@ -129,11 +139,31 @@ def valid_preds(learn, comp, vocab, dl=None, probs=None):
     if probs is None: probs, _ = learn.get_preds(dl=dl or learn.dls.valid)
     items = learn.dls.valid.items
     df = pd.DataFrame(probs[:, :len(vocab)].numpy(), columns=vocab)
-    df.insert(0, 'label', items[comp.layout.label_col].to_numpy())
+    truth = items[LABEL]
+    df.insert(0, LABEL, truth.map('{:g}'.format) if truth.dtype.kind == 'f' else truth.to_numpy())
     df.insert(0, comp.layout.id_col, items[comp.layout.id_col].to_numpy())
     return df
 
 
-def error(valid, vocab):
-    """Error rate of a validation-probabilities frame (columns: id, label, one per vocab entry)."""
-    return float((valid[vocab].to_numpy().argmax(1) != valid['label'].map(vocab.index).to_numpy()).mean())
+def competition_error(comp, vocab):
+    """A fastai metric: the competition's metric of the validation epoch, as an error (lower is better), named `error`."""
+    import pandas as pd
+    from fastai.metrics import AccumMetric
+
+    def error(preds, targs):
+        out = preds.float().numpy()
+        if comp.task == 'single': truth = [vocab[int(i)] for i in targs]
+        elif comp.task == 'multi': truth = [' '.join(v for v, t in zip(vocab, row) if t > 0.5) for row in targs.numpy()]
+        else: truth = [f'{float(t):g}' for t in targs.reshape(-1)]
+        frame = pd.DataFrame(out[:, :len(vocab)], columns=vocab).assign(**{LABEL: truth})
+        return comp.error(frame, vocab)
+    return AccumMetric(error, flatten=False, to_np=False, invert_arg=False, activation='softmax' if comp.task == 'single' else
+                       ('sigmoid' if comp.task == 'multi' else 'no'))
+
+
+def error(valid, vocab, comp=None):
+    """The competition's metric (accuracy for Paddy) as an error, lower is better, of a validation frame (columns: id,
+    label, one per vocab entry); thresholds are chosen on the frame itself."""
+    if comp is None:   # error rate: what a run of a single-label competition without a record of its metric had
+        return float((valid[vocab].to_numpy().argmax(1) != valid[LABEL].map(vocab.index).to_numpy()).mean())
+    return comp.error(valid, vocab)

@@ -1,8 +1,8 @@
 """A run's pictures: the loss curves and the validation confusion matrix (matplotlib, no display needed)."""
 
 
-def save(learn, run, valid, vocab):
-    """The loss curves, and the confusion matrix of the validation set `valid` (none without one)."""
+def save(learn, run, valid, vocab, task='single'):
+    """The loss curves, and the confusion matrix of the validation set `valid` (none without one, or without one class per image)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -10,7 +10,7 @@ def save(learn, run, valid, vocab):
     learn.recorder.plot_loss(with_valid=valid is not None)
     plt.savefig(run.loss_plot)
     plt.close('all')
-    if valid is None: return
+    if valid is None or task != 'single': return
     cm = confusion_matrix(valid['label'], [vocab[i] for i in valid[vocab].to_numpy().argmax(1)], labels=vocab)
     fig, ax = plt.subplots(figsize=(8, 8))
     ax.imshow(cm, cmap='Blues')

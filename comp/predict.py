@@ -71,7 +71,7 @@ def predictions(run, tta=0, beta=BETA, workdir='.', comp=None):
         return run.read_preds('test', tta, id_col, beta), run.read_preds('valid', 0, id_col)
     if run.has_preds('test', tta, beta) and run.has_preds('valid', tta, beta):
         test, valid = run.read_preds('test', tta, id_col, beta), run.read_preds('valid', tta, id_col, beta)
-        if tta: run.record_tta_error(tta, beta, error(valid, run.vocab))
+        if tta: run.record_tta_error(tta, beta, error(valid, run.vocab, comp))
         return test, valid
     learn, comp, run = load_learner(run, workdir, comp)
     vocab = run.vocab
@@ -81,7 +81,7 @@ def predictions(run, tta=0, beta=BETA, workdir='.', comp=None):
     probs = get_preds(learn, learn.dls.valid.new(shuffle=False, drop_last=False), tta, beta)
     valid = valid_preds(learn, comp, vocab, probs=probs)
     run.write_preds('valid', valid, tta, beta)
-    run.record_tta_error(tta, beta, error(valid, vocab))
+    run.record_tta_error(tta, beta, error(valid, vocab, comp))
     return test, valid
 
 
@@ -103,7 +103,7 @@ def _group_predictions(group, tta, beta, workdir, comp):
     test = (sum(t.loc[tests[0].index] for t in tests) / len(tests)).reset_index()
     oof = pd.concat([v for _, v in parts]).sort_values(id_col).reset_index(drop=True)
     if oof[id_col].duplicated().any(): raise CompError(f'the folds of {group.name} validate on overlapping images')
-    if tta: group.record_tta_error(tta, beta, error(oof, group.vocab))
+    if tta: group.record_tta_error(tta, beta, error(oof, group.vocab, comp))
     return test, oof
 
 
@@ -115,9 +115,11 @@ def predict(run, tta=0, beta=BETA, workdir='.', name=None):
     check_complete(run)   # a failed or unfinished run (or group) predicts nothing, even from probabilities it stored
     comp = competition.find(run.config['data'], workdir)
     test, valid = predictions(run, tta, beta, workdir, comp)
+    params = comp.fit_decode(valid, run.vocab)   # thresholds chosen on validation (out-of-fold for a group); {} for most
     record = {'runs': [run.name], **members([run]), 'weights': [1.0], 'tta': tta, 'beta': beta if tta else None,
-              'valid_error': run.result.get('valid_error'), 'valid_error_tta': error(valid, run.vocab) if tta and len(valid) else None}
-    sub = submission.from_probs(comp, test, run.vocab)
+              'valid_error': run.result.get('valid_error'), 'valid_error_tta': error(valid, run.vocab, comp) if tta and len(valid) else None,
+              **({'decode': params} if params else {})}
+    sub = submission.from_probs(comp, test, run.vocab, params)
     default = f'{run.name}_tta{tta}{"" if beta == BETA else f"_beta{beta:g}"}' if tta else run.name
     path = submission.write(comp, sub, name or default, record, workdir, default_name=name is None)
     return {**record, 'submission': path, 'asked_name': name or default}
@@ -125,7 +127,7 @@ def predict(run, tta=0, beta=BETA, workdir='.', name=None):
 
 def _frame(comp, ids, probs, vocab):
     import pandas as pd
-    df = pd.DataFrame(probs[:, :len(vocab)].numpy(), columns=vocab)
+    df = pd.DataFrame(probs.float()[:, :len(vocab)].numpy(), columns=vocab)
     df.insert(0, comp.layout.id_col, list(ids))
     return df
 

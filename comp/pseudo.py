@@ -46,6 +46,7 @@ def pseudo(path, threshold=0.9, dest=None, workdir='.'):
     competition.check_new_folder(dest, '--dest')
     comp, probs, vocab = test_probs(path, workdir)
     competition.check_new_folder(dest, '--dest', source=comp)   # again, knowing the source's own layout
+    competition.check_folders_layout(comp, 'comp pseudo')
     top = probs.max(axis=1)
     chosen = top[top >= threshold].index
     if not len(chosen):

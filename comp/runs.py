@@ -256,8 +256,8 @@ def git_commit(where=None):
     except (OSError, subprocess.SubprocessError): return None
 
 
-COLUMNS = ('run', 'arch', 'size', 'epochs', 'lr', 'precision', 'target', 'fold', 'pseudo', 'error', 'tta_error', 'minutes',
-           'status')
+COLUMNS = ('run', 'arch', 'size', 'epochs', 'lr', 'precision', 'target', 'fold', 'pseudo', 'metric', 'score', 'error',
+           'tta_error', 'minutes', 'status')
 
 
 def summary(run):
@@ -269,6 +269,7 @@ def summary(run):
             'lr': cfg['lr'], 'precision': res.get('precision', cfg['precision']), 'target': cfg['target'],
             'fold': f'{cfg["fold"]}/{cfg["folds"]}' if cfg.get('folds') else 'all' if no_validation(cfg) else '-',
             'pseudo': cfg.get('pseudo', 0),
+            'metric': res.get('metric'), 'score': res.get('valid_score'),   # the competition's metric, thresholds chosen on validation
             'error': res.get('valid_error'), 'tta_error': res.get('valid_error_tta'),
             'minutes': round(res['seconds'] / 60, 1) if 'seconds' in res else None, 'status': run.status}
 

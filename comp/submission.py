@@ -10,13 +10,15 @@ SUBMISSIONS_DIR = 'submissions'
 
 
 def problems(comp, df):
-    """Every way `df` fails to be a valid submission for `comp` (row order does not matter)."""
+    """Every way `df` fails to be a valid submission for `comp` (row order does not matter): its columns, ids and
+    values as the competition's format wants them."""
     L = comp.layout
-    want = [L.id_col, L.label_col]
+    want = L.columns
     if list(df.columns) != want:
-        return [f'columns are {",".join(map(str, df.columns))}; expected {",".join(want)}']
+        shown = lambda cols: ",".join(map(str, cols[:6])) + (f",... ({len(cols)} columns)" if len(cols) > 6 else "")
+        return [f'columns are {shown(list(df.columns))}; expected {shown(want)}']
     out = []
-    ids, labels = df[L.id_col].astype(str), df[L.label_col]
+    ids = df[L.id_col].astype(str)
     expected = set(comp.test_ids())
     rep = sorted(set(ids[ids.duplicated()]))
     if rep: out.append(f'{len(rep)} ids appear more than once: {few(rep)}')
@@ -24,11 +26,41 @@ def problems(comp, df):
     if missing: out.append(f'{len(missing)} test ids are missing: {few(missing)}')
     extra = sorted(set(ids) - expected)
     if extra: out.append(f'{len(extra)} ids are not test ids: {few(extra)}')
-    empty = df[labels.isna() | (labels.astype(str).str.strip() == '') | (ids.str.strip() == '')]
-    if len(empty): out.append(f'{len(empty)} rows have an empty value (ids: {few(empty[L.id_col].astype(str))})')
-    vocab = set(comp.vocab())
-    unknown = sorted(set(labels.dropna().astype(str)) - vocab - {''})
-    if unknown: out.append(f'unknown labels: {few(unknown)} (known: {", ".join(sorted(vocab))})')
+    values = df[want[1:]]
+    blank = values.isna().any(axis=1) | (values.astype(str).apply(lambda c: c.str.strip()) == '').any(axis=1) | (ids.str.strip() == '')
+    if L.submission == 'labels': blank = ids.str.strip() == ''   # an image may have no label
+    if blank.any(): out.append(f'{int(blank.sum())} rows have an empty value (ids: {few(df[L.id_col][blank].astype(str))})')
+    return out + _value_problems(comp, values[~blank])
+
+
+def _value_problems(comp, values):
+    """What is wrong with the values of the rows that have them, for the competition's submission format."""
+    import numpy as np
+    import pandas as pd
+    L, kind = comp.layout, comp.layout.submission
+    col = values.columns[0]
+    if kind in ('label', 'labels'):
+        vocab = set(comp.vocab())
+        given = values[col].astype(str)
+        tokens = {t for v in given for t in v.split()} if kind == 'labels' else set(given)
+        unknown = sorted(tokens - vocab - {''})
+        return [f'unknown labels: {few(unknown)} (known: {few(sorted(vocab), 12)})'] if unknown else []
+    nums = values.apply(pd.to_numeric, errors='coerce')
+    bad = nums.isna().any(axis=1) | ~np.isfinite(nums.fillna(0)).all(axis=1)
+    if bad.any(): return [f'{int(bad.sum())} rows have a value that is not a number: {few(values[bad].iloc[:, 0].astype(str))}']
+    v = nums.to_numpy()
+    out = []
+    if kind in ('prob', 'probs') and ((v < 0) | (v > 1)).any():
+        out.append(f'{int(((v < 0) | (v > 1)).any(axis=1).sum())} rows have probabilities outside [0, 1]')
+    if kind == 'probs' and comp.metric == 'log_loss' and (np.abs(v.sum(1) - 1) > 1e-6).any():
+        out.append(f'{int((np.abs(v.sum(1) - 1) > 1e-6).sum())} rows do not sum to 1 (the metric, log loss, needs '
+                   'a distribution over the classes per row)')
+    if kind == 'grade' and (v != np.round(v)).any():
+        out.append(f'{int((v != np.round(v)).any(axis=1).sum())} rows have a grade that is not an integer')
+    if kind in ('grade', 'number') and L.range:
+        lo, hi = L.range
+        off = ((v < lo) | (v > hi)).any(axis=1)
+        if off.any(): out.append(f'{int(off.sum())} rows are outside {lo:g}..{hi:g}, the range of the training labels')
     return out
 
 
@@ -53,16 +85,26 @@ def validate(path, data=None, workdir='.'):
     return df
 
 
-def from_probs(comp, probs, vocab):
-    """Submission rows in sample_submission's order, matched to `probs` (id column + vocab columns) by id."""
+def from_probs(comp, probs, vocab, params=None):
+    """Submission rows in sample_submission's order, matched to `probs` (id column + vocab columns) by id, in the
+    competition's format: decoded with `params` (thresholds chosen on validation), or the probabilities themselves."""
     L = comp.layout
     sample = comp.sample_df()
     p = probs.set_index(probs[L.id_col].astype(str))
     missing = [i for i in sample[L.id_col] if i not in p.index]
     if missing: raise SubmissionError(f'no predictions for {len(missing)} test ids: {few(missing)}')
     p = p.loc[sample[L.id_col], list(vocab)]
-    labels = [vocab[i] for i in p.to_numpy().argmax(1)]
-    return sample.assign(**{L.label_col: labels})[[L.id_col, L.label_col]]
+    cols = L.columns
+    out = sample[[L.id_col]].copy()
+    if L.submission == 'probs':
+        absent = [c for c in cols[1:] if c not in vocab]
+        if absent: raise SubmissionError(f'the submission wants columns the model has no output for: {few(absent)}')
+        for c in cols[1:]: out[c] = p[c].to_numpy()
+    elif L.submission == 'prob':
+        out[cols[1]] = p[comp._positive(list(vocab))].to_numpy()
+    else:
+        out[cols[1]] = comp.decode(p.to_numpy(), list(vocab), params)
+    return out.reset_index(drop=True)
 
 
 def write(comp, df, name, sidecar, workdir='.', default_name=False):
@@ -109,14 +151,13 @@ def read_sidecar(path):
 
 
 def score(path, data=None, workdir='.'):
-    """Accuracy of a valid submission against the competition's solution.csv (a sample or holdout competition)."""
-    import pandas as pd
+    """The competition's metric of a valid submission against its solution.csv (a sample or holdout competition)."""
+    from . import metrics
     comp = competition.find(data, workdir)
     L = comp.layout
     if not comp.solution_path.exists():
         raise SubmissionError(f'{comp.path} has no {L.solution_csv} to score against: only the sample '
                               'competition and `comp holdout` folders have one; submit to Kaggle for a score')
     df = validate(path, comp)
-    sol = pd.read_csv(comp.solution_path, dtype=str, keep_default_na=False)
-    merged = sol.merge(df, on=L.id_col, suffixes=('_true', '_pred'))
-    return float((merged[f'{L.label_col}_true'] == merged[f'{L.label_col}_pred']).mean())
+    sol = read(comp.solution_path)
+    return metrics.score_frames(comp.metric, L.submission, sol, df, L.id_col, positive=comp._positive(comp.vocab()))

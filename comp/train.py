@@ -182,17 +182,19 @@ def _record(learn, p, c, comp, run, log, keeper, lr, t0):
     saved = keeper.finish() if keeper is not None else {'weights': 'last', 'ema': None, 'epochs': [run.epochs_done]}
     save_model(run.model_file, learn)
     run.clear_checkpoint()
-    vocab = list(learn.dls.vocab[0] if c['target'] != 'disease' else learn.dls.vocab)
+    vocab = comp.vocab() if comp.task in ('regression', 'ordinal') else \
+        list(learn.dls.vocab[0] if c['target'] != 'disease' else learn.dls.vocab)
     run.write_vocab(vocab)
     has_valid = len(learn.dls.valid_ds) > 0
     valid = valid_preds(learn, comp, vocab) if has_valid else valid_preds(learn, comp, vocab, probs=_no_probs(vocab))
     run.write_preds('valid', valid)   # without a validation set, an empty frame: every reader finds the same file
-    plots.save(learn, run, valid if has_valid else None, vocab)
+    plots.save(learn, run, valid if has_valid else None, vocab, comp.task)
     secs = time.time() - t0
     n_train = len(learn.dls.train_ds)
-    err = error(valid, vocab) if has_valid else None
+    err = error(valid, vocab, comp) if has_valid else None
     saved['valid_error'] = err   # of the weights saved, which predict loads
     extra = {} if has_valid else {'no_validation': data.NO_VALIDATION}
+    if has_valid: extra.update(metric=comp.metric, valid_score=comp.score(valid, vocab, comp.fit_decode(valid, vocab)))
     return {'valid_error': err, **extra, 'saved_weights': saved, 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
             'seconds': round(secs, 1),
             'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),

@@ -32,7 +32,7 @@ def tta(learn, dl, n=4, beta=BETA):
         # Some image (a landscape photo for a portrait item) is placed anew by every pass: fastai's own TTA,
         # whose passes read the others from the cache.
         return learn.tta(dl=dl, n=n, beta=beta)[0]
-    act = getattr(learn.loss_func, 'activation', lambda o: o.softmax(-1))
+    act = getattr(learn.loss_func, 'activation', lambda o: o)   # as fastai's get_preds: none for a regression loss
     # fastai's crop and pad Resize draws two placement fractions per item in a training pass, in this
     # process when there are no workers; the batch augmentations draw from the same generator after them.
     draws = 0 if squish or dl.fake_l.num_workers else 2
