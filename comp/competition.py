@@ -131,7 +131,7 @@ class Competition:
         from . import metrics
         if not len(valid): return {}
         return metrics.fit(self.metric, self.task, vocab, list(valid[LABEL]), valid[vocab].to_numpy(),
-                           positive=self._positive(vocab))
+                           positive=self._positive(vocab), range=self.layout.range or None)
 
     def score(self, valid, vocab, params=None):
         """The metric of a validation frame (id, label, one column per output), decoded with `params`."""
@@ -200,11 +200,8 @@ def problems_of(comp, check_images=True):
     if L.test_csv:
         test = pd.read_csv(root / L.test_csv, dtype=str, keep_default_na=False)
         if L.id_col not in test.columns: problems.append(f'{L.test_csv} has no column {L.id_col}')
-    if L.images == 'folders':
-        problems += _folder_problems(comp)
-    else:
-        problems += _flat_problems(comp)
     if problems: return problems
+    problems += _folder_problems(comp) if L.images == 'folders' else _flat_problems(comp)
 
     ids = pd.Series(comp.test_ids())
     dup = ids[ids.duplicated()]

@@ -66,7 +66,7 @@ def test_weight_search_beats_equal_weights_where_one_member_is_right():
     labels = pd.Series(np.array(vocab)[y])
     err = lambda w: float((np.tensordot(np.asarray(w, float), vp, axes=1).argmax(1) != y).mean())
     assert err([1, 1, 1]) == pytest.approx(2 / 3) and err([0, 1, 0]) == 0   # the case is as described
-    w = ensemble.search(vp, labels, vocab)
+    w = ensemble.search(err, 3)
     assert err(w) < err([1, 1, 1])
     share = np.asarray(w, float) / np.sum(w)
     assert share[1] > share[0] and share[1] > share[2]
@@ -80,8 +80,10 @@ def test_weight_search_finds_the_good_model():
     noise = rng.dirichlet([1, 1, 1], 200)
     labels = pd.Series(np.array(vocab)[y])
     vp = np.stack([noise, good, noise[::-1]])
-    w = ensemble.search(vp, labels, vocab)
-    assert ensemble._err(vp, w, labels, vocab) == 0 < ensemble._err(vp, [1, 1, 1], labels, vocab)
+    err = lambda w: ensemble._err(vp, w, labels, vocab, None)   # error rate
+    w = ensemble.search(err, 3)
+    assert err(w) == 0 < err([1, 1, 1])
+    assert err(w) == float((np.tensordot(np.asarray(w, float), vp, axes=1).argmax(1) != y).mean())
     assert w[1] > 0
 
 
