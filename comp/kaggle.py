@@ -1,5 +1,6 @@
 """Everything that talks to Kaggle, through the official `kaggle` client (imported lazily, here only): credentials,
-retries, downloading a competition, submitting and listing submissions, pushing notebooks and datasets."""
+retries, downloading a competition (and unpacking the archives inside it) and its metric, submitting and listing
+submissions, pushing notebooks and datasets."""
 import io
 import json
 import os
@@ -11,8 +12,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 from . import competition, kernel, submission, wheels
-from .errors import CompError, KaggleError
-from .files import read_json, write_json
+from .errors import CompError, DataError, DiskError, KaggleError
+from .files import atomic_dir, atomic_path, no_room, read_json, write_json
 
 CREDS_HELP = ('set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save kaggle.json from '
               'kaggle.com > Settings > API to ~/.kaggle/kaggle.json (in a Kaggle notebook: add them as secrets)')
@@ -145,32 +146,157 @@ def call(what, fn, *args, retries=4, **kwargs):
         delay *= 2
 
 
-def setup(name, path=None, workdir='.'):
-    """The competition's data, validated and recorded for `workdir`: attached (Kaggle notebook) or downloaded once."""
+def metric_text(name):
+    """Kaggle's evaluation metric for the competition, as its API words it ('Categorization Accuracy'), or None when
+    the API names none; a KaggleError when Kaggle cannot be asked."""
+    a = api()
+    res = call(f'look up the metric of {name}', a.competitions_list, search=name)
+    for c in getattr(res, 'competitions', res) or []:   # 2.x: a response with .competitions; 1.6.x: a list
+        ref = str(getattr(c, 'ref', '') or '')
+        if name in (ref, ref.rstrip('/').rsplit('/', 1)[-1]):   # the slug, or the competition's URL (2.x)
+            return getattr(c, 'evaluation_metric', None) or getattr(c, 'evaluationMetric', None) or None
+    return None
+
+
+def setup(name, path=None, workdir='.', metric=None, **overrides):
+    """The competition's data, unpacked, described and recorded for `workdir`: attached (Kaggle notebook) or downloaded
+    once. `metric` (a key of comp's metrics) overrides Kaggle's; `overrides` are layout fields for `describe`."""
     found = kernel.attached(name, workdir) if kernel.in_kaggle_notebook() and not path else None
     if found:
-        comp = competition.load(found, name=name)
+        # The attached data is read-only: archives to unpack need a writable folder beside the notebook.
+        dest = _linked(found, Path(workdir) / name) if pending(found) else found
     else:
         dest = Path(path) if path else Path(workdir) / name
-        if not (dest / competition.Layout().train_csv).exists():
-            _download(name, dest)
+        if dest.exists() and not dest.is_dir(): raise KaggleError(f'{dest} is a file: move it away, or pass --path')
+        if not dest.exists() or not any(dest.iterdir()): _download(name, dest)
+    unpack(dest)
+    try: kaggle_metric = metric_text(name)
+    except KaggleError: kaggle_metric = None   # Kaggle unreachable: describe infers the metric from the files
+    describe = getattr(competition, 'describe', None)
+    if describe is None:   # until competition.describe lands (the lead's branch): Paddy Doctor's layout only
         comp = competition.load(dest, name=name)
+    else:
+        comp = describe(dest, name=name, metric=metric, kaggle_metric=kaggle_metric, **overrides)
     competition.record(comp, workdir)
     return comp
 
 
 def _download(name, dest):
+    """Kaggle's files for `name`, unzipped into `dest` (absent or empty), which appears only once they all are."""
     a = api()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f'.{dest.name}.') as tmp:
-        call(f'download {name}', a.competition_download_files, name, path=tmp, force=True, quiet=True)
-        zips = list(Path(tmp).glob('*.zip'))
+    with atomic_dir(dest) as out:
+        raw = Path(tempfile.mkdtemp(prefix='.download.', dir=out))
+        call(f'download {name}', a.competition_download_files, name, path=raw, force=True, quiet=True)
+        zips = list(raw.glob('*.zip'))
         if not zips: raise KaggleError(f'Kaggle sent no files for {name}')
-        out = Path(tmp) / 'data'
-        with zipfile.ZipFile(zips[0]) as z: z.extractall(out)
-        if dest.exists() and not any(dest.iterdir()): dest.rmdir()
-        if dest.exists(): raise KaggleError(f'{dest} exists without train.csv: move it away, or pass --path')
-        out.rename(dest)
+        try:
+            with zipfile.ZipFile(zips[0]) as z: z.extractall(out)
+        except zipfile.BadZipFile as e:
+            raise KaggleError(f'Kaggle\'s download of {name} arrived damaged ({_first_line(e)}): run the command again') from None
+        shutil.rmtree(raw)
+
+
+ARCHIVES = ('.zip', '.7z')
+_MAC = '__MACOSX'   # macOS's resource forks, in zips made on a Mac: never data
+
+
+def _names(archive):
+    """The member names of a zip or 7z archive, with '/' separators."""
+    if archive.suffix.lower() == '.7z':
+        with _py7zr(archive).SevenZipFile(archive, 'r') as z: names = z.getnames()
+    else:
+        with zipfile.ZipFile(archive) as z: names = z.namelist()
+    return [n.replace('\\', '/').lstrip('/') for n in names]
+
+
+def _extract(archive, to):
+    if archive.suffix.lower() == '.7z':
+        with _py7zr(archive).SevenZipFile(archive, 'r') as z: z.extractall(path=to)
+    else:
+        with zipfile.ZipFile(archive) as z: z.extractall(to)
+
+
+def _py7zr(archive):
+    try: import py7zr
+    except ImportError:   # a dependency of comp, but an install without it should still unpack zips
+        raise DataError(f'{archive} is a 7z archive, and py7zr (which unpacks it) is not installed: '
+                        'pip install py7zr, then run `comp setup` again') from None
+    return py7zr
+
+
+def _damaged():
+    """What the archive libraries raise on a damaged, truncated, encrypted or unsupported archive."""
+    import lzma
+    import zlib
+    errors = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, NotImplementedError, RuntimeError)
+    try: from py7zr import exceptions as x
+    except ImportError: return errors
+    return errors + (x.ArchiveError, x.PasswordRequired, x.AbsolutePathError)
+
+
+def _target(archive, names):
+    """(where `archive` unpacks to, the member that lands there or None): a single top folder (train.zip holding
+    train/) or a single file named as the archive (labels.csv.zip holding labels.csv) lands at the top of the
+    competition as it is; bare files go into a folder named after the archive (train.zip -> train/)."""
+    names = [n for n in names if n and n.split('/')[0] != _MAC]
+    tops = {n.split('/')[0] for n in names}
+    if len(tops) == 1:
+        (top,) = tops
+        if any('/' in n.rstrip('/') or n.endswith('/') for n in names) or top == archive.stem:
+            return archive.parent / top, top
+    return archive.parent / archive.stem, None
+
+
+def pending(folder):
+    """The archives at the top of `folder` not unpacked yet, as (archive, target, top member) (see `_target`)."""
+    folder, out = Path(folder), []
+    for a in sorted(folder.iterdir()):
+        if a.name.startswith('.') or a.suffix.lower() not in ARCHIVES or not a.is_file(): continue
+        if (folder / a.stem).exists(): continue   # unpacked before: not even opened again
+        try: target, top = _target(a, _names(a))
+        except _damaged() as e: raise _damaged_error(a, e) from None
+        if not target.exists(): out.append((a, target, top))
+    return out
+
+
+def _damaged_error(archive, e):
+    return DataError(f'cannot unpack {archive}: it is damaged or unreadable ({type(e).__name__}: {_first_line(e)}); '
+                     f'delete {archive.parent} and run `comp setup` again to download it anew')
+
+
+def unpack(folder):
+    """Unpack, once, every zip and 7z archive at the top of `folder` whose extracted folder is absent, each atomically
+    (extracted in a hidden temporary folder, then renamed), leaving the archives in place; return the paths made."""
+    made = []
+    for archive, target, top in pending(folder):
+        try:
+            # The pid in the name lets a later atomic_dir sweep what a killed process left.
+            with tempfile.TemporaryDirectory(prefix=f'.{target.name}.{os.getpid()}.', dir=target.parent) as raw:
+                _extract(archive, raw)
+                src = Path(raw) / top if top else Path(raw)
+                if src.is_file():   # labels.csv.zip holding labels.csv
+                    with atomic_path(target) as t: os.replace(src, t)
+                else:
+                    with atomic_dir(target) as out:
+                        for c in list(src.iterdir()):
+                            if c.name != _MAC: c.rename(out / c.name)
+        except OSError as e:
+            if not no_room(e): raise
+            raise DiskError(f'no room on the disk to unpack {archive} into {target}: free some space and run '
+                            '`comp setup` again') from None
+        except _damaged() as e:
+            raise _damaged_error(archive, e) from None
+        made.append(target)
+    return made
+
+
+def _linked(found, dest):
+    """A writable folder `dest` of links to the attached (read-only) competition `found`'s files, where its archives
+    can be unpacked; made once."""
+    if not dest.is_dir() or not any(dest.iterdir()):
+        with atomic_dir(dest) as out:
+            for p in sorted(found.iterdir()): (out / p.name).symlink_to(p.resolve())
+    return dest
 
 
 def submit(file, message, wait=300, poll=None, dry_run=False, workdir='.', echo=print, data=None):

@@ -1,7 +1,8 @@
 """A local HTTP server that speaks the part of Kaggle's API that comp uses, for the real `kaggle` client.
 
 With KAGGLE_API_ENVIRONMENT=LOCALHOST the client calls http://localhost/api/v1/<Service>/<Method>;
-HTTP_PROXY=http://127.0.0.1:PORT (empty NO_PROXY) hands those requests, with absolute URIs, to this server."""
+HTTP_PROXY=http://127.0.0.1:PORT (empty NO_PROXY) hands those requests, with absolute URIs, to this server.
+It scores submissions as Kaggle would, by each competition's evaluation metric (its own scikit-learn code, not comp's)."""
 import base64
 import io
 import json
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import pandas as pd
 
 
@@ -20,7 +22,7 @@ class FakeKaggle:
     def __init__(self, users=None, tokens=None):
         self.users = users or {'alice': 'secret-key-123'}
         self.tokens = tokens or {'KGAT_alice_token_456': 'alice'}  # access tokens (KAGGLE_API_TOKEN) -> user
-        self.competitions = {}      # name -> {'zip': bytes, 'solution': DataFrame}
+        self.competitions = {}      # name -> {'zip': bytes, 'solution': DataFrame, 'metric': Kaggle's text or None}
         self.uploads = {}           # token -> bytes
         self.blob_names = {}        # token -> the uploaded file's name
         self.submissions = []       # dicts
@@ -30,15 +32,17 @@ class FakeKaggle:
         self.pending_polls = 1      # ListSubmissions answers PENDING this many times first
         self.lock = threading.Lock()
 
-    def add_competition(self, name, folder):
-        """Serve `folder` (a competition in Kaggle's layout) as NAME.zip; score against its solution.csv."""
+    def add_competition(self, name, folder, metric='Categorization Accuracy'):
+        """Serve `folder` (a competition in Kaggle's layout) as NAME.zip; score by `metric` (Kaggle's evaluationMetric
+        text; None: the API names none, scored as accuracy) against its solution.csv, in the submission's format."""
         folder = Path(folder)
+        scorer(metric)  # an unknown text fails here, not at the first submission
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, 'w') as z:
             for f in sorted(folder.rglob('*')):
                 if f.is_file() and f.name != 'solution.csv': z.write(f, f.relative_to(folder).as_posix())
-        self.competitions[name] = {'zip': buf.getvalue(),
-                                   'solution': pd.read_csv(folder / 'solution.csv', dtype=str)}
+        self.competitions[name] = {'zip': buf.getvalue(), 'metric': metric,
+                                   'solution': pd.read_csv(folder / 'solution.csv', dtype=str, keep_default_na=False)}
 
     def fail(self, method, status, times=1):
         self.failures.append({'method': method, 'status': status, 'times': times})
@@ -141,6 +145,15 @@ class FakeKaggle:
     def _notfound(self, what): return 404, {'code': 404, 'message': f'{what} not found'}, 'application/json', None
 
     # --- competitions ---------------------------------------------------------------------------
+    def h_ListCompetitions(self, req, user):
+        # Kaggle's search matches titles and slugs; refs are the competitions' URLs.
+        search = (req.get('search') or '').lower()
+        out = [{'id': i + 1, 'ref': f'https://www.kaggle.com/competitions/{name}', 'title': name.replace('-', ' ').title(),
+                'url': f'https://www.kaggle.com/competitions/{name}', 'category': 'Playground',
+                **({'evaluationMetric': c['metric']} if c['metric'] is not None else {})}
+               for i, (name, c) in enumerate(self.competitions.items()) if search in name.lower()]
+        return self._ok({'competitions': out, 'nextPageToken': ''})
+
     def h_DownloadDataFiles(self, req, user):
         name = req.get('competitionName')
         if name not in self.competitions: return self._notfound('competition')
@@ -163,10 +176,9 @@ class FakeKaggle:
         return self._ok({'message': 'Successfully submitted', 'ref': ref})
 
     def score(self, sub):
-        sol = self.competitions[sub['competition']]['solution']
-        df = pd.read_csv(io.BytesIO(sub['data']), dtype=str)
-        m = sol.merge(df, on='image_id', how='left', suffixes=('', '_pred'))
-        return float((m['label'] == m['label_pred']).mean())
+        """The submission's score by its competition's metric; a ValueError (Kaggle's error status) when unscorable."""
+        c = self.competitions[sub['competition']]
+        return score(c['metric'], c['solution'], pd.read_csv(io.BytesIO(sub['data']), dtype=str, keep_default_na=False))
 
     def h_ListSubmissions(self, req, user):
         out = []
@@ -174,10 +186,13 @@ class FakeKaggle:
             if s['competition'] != req.get('competitionName') or s['user'] != user: continue
             s['polls'] += 1
             done = s['polls'] > self.pending_polls
+            result = {}
+            if done:
+                try: result = {'status': 'COMPLETE', 'publicScore': f'{self.score(s):.5f}'}
+                except (ValueError, KeyError) as e: result = {'status': 'ERROR', 'errorDescription': str(e)}
             out.append({'ref': s['ref'], 'date': s['date'].isoformat(timespec='milliseconds') + 'Z',
                         'description': s['description'], 'fileName': 'submission.csv',
-                        'status': 'COMPLETE' if done else 'PENDING', 'totalBytes': len(s['data']),
-                        **({'publicScore': f'{self.score(s):.5f}'} if done else {}), 'submittedBy': user})
+                        'status': 'PENDING', 'totalBytes': len(s['data']), **result, 'submittedBy': user})
         return self._ok({'submissions': out})
 
     # --- datasets and kernels -------------------------------------------------------------------
@@ -208,6 +223,82 @@ class FakeKaggle:
         self.kernels.append(req)
         slug = req.get('slug')
         return self._ok({'ref': slug, 'url': f'http://localhost/code/{slug}', 'versionNumber': len(self.kernels)})
+
+
+# --- scoring, as Kaggle's grader does it (scikit-learn on the truth and the submission, matched by id) ---------------
+def _floats(df): return df.astype(float).to_numpy()
+
+
+def _accuracy(truth, pred):
+    return float((truth.iloc[:, 0] == pred.iloc[:, 0]).mean())   # a missing row (NaN) counts as wrong
+
+
+def _log_loss(truth, pred):
+    from sklearn.metrics import log_loss
+    t, p = _floats(truth), _floats(pred)
+    if t.shape[1] == 1: return float(log_loss(t[:, 0], p[:, 0], labels=[0, 1]))   # binary: P(positive)
+    return float(log_loss(t.argmax(1), p, labels=list(range(t.shape[1]))))        # one-hot truth
+
+
+def _auc(truth, pred):
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(_floats(truth)[:, 0], _floats(pred)[:, 0]))
+
+
+def _mean_auc(truth, pred):
+    from sklearn.metrics import roc_auc_score
+    t, p = _floats(truth), _floats(pred)
+    return float(np.mean([roc_auc_score(t[:, j], p[:, j]) for j in range(t.shape[1])]))
+
+
+def _f1_micro(truth, pred):
+    # The classes are those of the answers: predicted labels outside them are ignored (MLE-bench's grader).
+    from sklearn.metrics import f1_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+    sets = lambda col: [set(str(v).split()) for v in col]
+    t = sets(truth.iloc[:, 0])
+    mlb = MultiLabelBinarizer(classes=sorted(set().union(*t))).fit(t)
+    p = [s & set(mlb.classes_) for s in sets(pred.iloc[:, 0])]
+    return float(f1_score(mlb.transform(t), mlb.transform(p), average='micro'))
+
+
+def _qwk(truth, pred):
+    from sklearn.metrics import cohen_kappa_score
+    return float(cohen_kappa_score(truth.iloc[:, 0].astype(int), pred.iloc[:, 0].astype(int), weights='quadratic'))
+
+
+def _rmse(truth, pred):
+    t, p = _floats(truth)[:, 0], _floats(pred)[:, 0]
+    return float(np.sqrt(np.mean((t - p) ** 2)))
+
+
+# Kaggle's evaluationMetric texts, by the words in them (checked in this order: "Mean Columnwise Area Under ..." is
+# not plain AUC).
+SCORERS = [(('kappa',), _qwk), (('log loss', 'logloss', 'log-loss'), _log_loss),
+           (('columnwise', 'column-wise', 'column wise'), _mean_auc), (('area under', 'auc'), _auc),
+           (('f1', 'f-score', 'fscore'), _f1_micro), (('root mean squared', 'rmse'), _rmse), (('accuracy',), _accuracy)]
+
+
+def scorer(metric):
+    """The scoring function for Kaggle's metric text (None: accuracy)."""
+    text = (metric or 'accuracy').lower()
+    for words, fn in SCORERS:
+        if any(w in text for w in words): return fn
+    raise ValueError(f'the fake Kaggle cannot score {metric!r}')
+
+
+def score(metric, solution, sub):
+    """Score the submission frame `sub` against `solution` (both in the submission's format, id first; strings)."""
+    idc, cols = solution.columns[0], list(solution.columns[1:])
+    lacking = [c for c in [idc, *cols] if c not in sub.columns]
+    if lacking: raise ValueError(f'Submission is missing column(s) {", ".join(lacking)}')
+    if sub[idc].duplicated().any(): raise ValueError(f'Submission has duplicate {idc} values')
+    m = solution.merge(sub[[idc, *cols]], on=idc, how='left', suffixes=('', '_pred'))
+    pred = m[[f'{c}_pred' for c in cols]].set_axis(cols, axis=1)
+    fn = scorer(metric)
+    if fn is not _accuracy and pred.isna().any().any():
+        raise ValueError(f'Submission is missing {int(pred.isna().any(axis=1).sum())} row(s) of the solution')
+    return fn(m[cols], pred)
 
 
 def client_env(fake, home):
