@@ -251,7 +251,9 @@ def resize(size: int = typer.Option(256, help='Longest side of the resized image
 def setup(competition: str = typer.Argument('paddy-disease-classification', help='The Kaggle competition name.'),
           path: Optional[Path] = typer.Option(None, help='Where to put the data (default: ./COMPETITION).'),
           metric: Optional[str] = typer.Option(None, help='The metric to use instead of the one Kaggle names: '
-                                               'accuracy, log_loss, auc, mean_auc, f1_micro, f1_macro, qwk or rmse.')):
+                                               'accuracy, log_loss, auc, mean_auc, f1_micro, f1_macro, qwk or rmse.'),
+          set_: List[str] = typer.Option([], '--set', help='Override an inferred layout setting of comp.json, e.g. '
+                                         '--set task=ordinal or --set label_col=diagnosis (repeatable).')):
     """Get a competition's data (attached in a Kaggle notebook, else downloaded once; archives inside unpacked once),
     infer how it is laid out and scored, and record it.
 
@@ -259,9 +261,9 @@ def setup(competition: str = typer.Argument('paddy-disease-classification', help
     """
     from . import competition as competitions
     from .kaggle import setup as run_setup
-    comp = run_setup(competition, path=path, metric=metric)
+    comp = run_setup(competition, path=path, metric=metric, **competitions.settings(set_))
     typer.echo(f'{comp.name}: {len(comp.train_df())} training images, {len(comp.test_ids())} test images in {comp.path}')
-    for line in getattr(competitions, 'summary', lambda c: [])(comp): typer.echo(line)
+    for line in competitions.summary(comp): typer.echo(line)
 
 
 @app.command()

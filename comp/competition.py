@@ -452,6 +452,19 @@ def describe(path, name=None, metric=None, kaggle_metric=None, **overrides):
     return comp
 
 
+def settings(pairs):
+    """Layout overrides from `--set KEY=VALUE` strings; a VALUE that reads as JSON (a list, a number) is taken as such."""
+    import json
+    out = {}
+    for p in pairs:
+        k, eq, v = p.partition('=')
+        if not eq or not k.strip():
+            raise ConfigError(f'--set {p}: write KEY=VALUE, e.g. --set task=ordinal')
+        try: out[k.strip()] = json.loads(v) if v[:1] in '[{' else v
+        except ValueError: raise ConfigError(f'--set {p}: the value is not valid JSON') from None
+    return out
+
+
 def _infer(root, metric, kaggle_metric, given):
     import pandas as pd
     from . import metrics
@@ -500,11 +513,14 @@ def _infer(root, metric, kaggle_metric, given):
         L.train_csv = train_csv
         train = pd.read_csv(root / train_csv, dtype=str, keep_default_na=False)
         L.images = 'folders' if sub_dirs and not flat else 'flat'
-    ids = [] if L.images == 'names' else list(train[L.id_col])
-    files = flat | {f for d in sub_dirs for f in _image_names(d)}
+    # Ids written without the file's extension (the training ids, else the test ids, tell).
+    if L.images == 'names':
+        ids, files, where = list(sub[L.id_col]), _image_names(root / L.test_dir), L.sample_csv
+    else:
+        ids, files, where = list(train[L.id_col]), flat | {f for d in sub_dirs for f in _image_names(d)}, L.train_csv
     if ids and not any(i in files for i in ids[:50]):
         exts = sorted({Path(f).suffix for f in files if Path(f).stem in set(ids)})
-        if len(exts) > 1: raise ConfigError(f'{L.train_csv} ids name images with several extensions ({", ".join(exts)}): choose with --set ext=.jpg')
+        if len(exts) > 1: raise ConfigError(f'{where} ids name images with several extensions ({", ".join(exts)}): choose with --set ext=.jpg')
         L.ext = exts[0] if exts else ''
     # The label: one-hot columns (the submission's class columns), else the column the submission predicts, else the one left.
     value_cols = L.columns[1:]
@@ -591,4 +607,4 @@ def summary(comp):
     return [f'images      {len(df)} training in {where}{f" (ids + {L.ext})" if L.ext else ""}; {len(comp.test_ids())} test in {test}',
             f'labels      {what}',
             f'submission  {",".join(L.columns[:4])}{",..." if len(L.columns) > 4 else ""}: {SUB_WORDS[L.submission].format(positive=L.positive)}',
-            f'metric      {m.title} ({"higher" if m.higher else "lower"} is better)']
+            f'metric      {L.metric}: {m.title}, {"higher" if m.higher else "lower"} is better (--metric or comp.json to change)']

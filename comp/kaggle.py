@@ -172,11 +172,7 @@ def setup(name, path=None, workdir='.', metric=None, **overrides):
     unpack(dest)
     try: kaggle_metric = metric_text(name)
     except KaggleError: kaggle_metric = None   # Kaggle unreachable: describe infers the metric from the files
-    describe = getattr(competition, 'describe', None)
-    if describe is None:   # until competition.describe lands (the lead's branch): Paddy Doctor's layout only
-        comp = competition.load(dest, name=name)
-    else:
-        comp = describe(dest, name=name, metric=metric, kaggle_metric=kaggle_metric, **overrides)
+    comp = competition.describe(dest, name=name, metric=metric, kaggle_metric=kaggle_metric, **overrides)
     competition.record(comp, workdir)
     return comp
 

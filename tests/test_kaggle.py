@@ -555,7 +555,6 @@ def dogs_vs_cats(root):
     return root
 
 
-@pytest.mark.xfail(strict=False, reason='needs competition.describe')
 def test_comp_setup_of_dogs_vs_cats_records_the_apis_metric_and_metric_overrides_it(kg, tmp_path):
     fake, ws, env = kg
     name = 'dogs-vs-cats-redux-kernels-edition'
