@@ -12,6 +12,7 @@ import typer
 
 from .config import BETA, TrainConfig, given
 from .errors import describe
+from .sample import LIKES
 
 app = typer.Typer(help='comp: a Kaggle image-classification competition from data to leaderboard with fastai and timm.',
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -74,15 +75,20 @@ def _renamed(rec):
 
 @app.command()
 def sample(dir: Path = typer.Argument(..., help='Folder to write the competition into (new or empty).'),
-           scale: str = typer.Option('small', help='small (tens per label), full (10,407/3,469) or a fraction.'),
-           seed: int = typer.Option(42, help='Random seed: the same seed writes the same files.')):
-    """Write a synthetic competition in Paddy Doctor's exact layout and record it for this folder.
+           scale: str = typer.Option('small', help='small (tens per label), full (the real competition\'s sizes, '
+                                     'such as Paddy Doctor\'s 10,407/3,469) or a fraction of them.'),
+           seed: int = typer.Option(42, help='Random seed: the same seed writes the same files.'),
+           like: Optional[str] = typer.Option(None, '--like', help='The Kaggle competition whose download layout to '
+                                              'copy: ' + '; '.join(f'{n} ({like.kind})' for n, like in LIKES.items()))):
+    """Write a synthetic competition in a Kaggle competition's exact layout (Paddy Doctor's by default), with its
+    hidden answers in solution.csv, and record it for this folder.
 
-    Example: comp sample paddy-sample --scale full"""
+    Example: comp sample cassava-sample --like cassava-leaf-disease-classification"""
     from .competition import WORKSPACE_FILE
-    from .sample import sample as write_sample
-    path = write_sample(dir, scale=scale, seed=seed)
-    typer.echo(f'wrote the sample competition to {path} (recorded in {WORKSPACE_FILE})')
+    from .sample import like_name, sample as write_sample
+    like = like_name(like)
+    path = write_sample(dir, scale=scale, seed=seed, like=like)
+    typer.echo(f'wrote a sample competition in {like}\'s layout to {path} (recorded in {WORKSPACE_FILE})')
 
 
 @app.command()
