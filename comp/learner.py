@@ -140,7 +140,7 @@ def valid_preds(learn, comp, vocab, dl=None, probs=None):
     items = learn.dls.valid.items
     df = pd.DataFrame(probs[:, :len(vocab)].numpy(), columns=vocab)
     truth = items[LABEL]
-    df.insert(0, LABEL, truth.map('{:g}'.format) if truth.dtype.kind == 'f' else truth.to_numpy())
+    df.insert(0, LABEL, (truth.map('{:g}'.format) if truth.dtype.kind == 'f' else truth).to_numpy())
     df.insert(0, comp.layout.id_col, items[comp.layout.id_col].to_numpy())
     return df
 
