@@ -115,8 +115,13 @@ def train(cfg, resume: Optional[str] = typer.Option(None, help='Continue an inte
     run = run_train(cfg, resume=resume)
     if not is_main(): return   # under a launcher, the first process speaks for the run
     typer.echo(f'run: {run}')
-    err = run.result['valid_error']
-    typer.echo(f'validation error: {err:.4f}' if err is not None else run.result['no_validation'])
+    err, m = run.result['valid_error'], run.result.get('metric')
+    typer.echo(f'validation error: {err:.4f}{_metric_note(m, err)}' if err is not None else run.result['no_validation'])
+
+
+def _metric_note(metric, err):
+    """What a validation error (lower is better) is in the competition's own metric, when that is not accuracy."""
+    return f' ({metric} {_score(metric, err)})' if metric and metric != 'accuracy' else ''
 
 
 @app.command()
@@ -137,7 +142,9 @@ def cv(cfg, arch: Optional[str] = typer.Argument(None, help='A recipe from `comp
     for m in group.members: typer.echo(f'  {m.name}: validation error {m.result["valid_error"]:.4f}')
     if group.refit is not None: typer.echo(f'  {group.refit.name}: refit on every training image (no validation score)')
     typer.echo(f'group: {group}')
-    typer.echo(f'CV error: {group.result["valid_error"]:.4f} (out-of-fold, {group.result["n_valid"]} images)')
+    m = group.result.get('metric')
+    typer.echo(f'CV error: {group.result["valid_error"]:.4f}{_metric_note(m, group.result["valid_error"])} '
+               f'(out-of-fold, {group.result["n_valid"]} images)')
 
 
 @app.command()
@@ -174,8 +181,15 @@ def predict(run: str = typer.Argument(..., help='A run directory or name from `c
     rec = run_predict(run, tta=tta, beta=beta, name=name)
     _renamed(rec)
     if rec['valid_error_tta'] is not None:
-        typer.echo(f'validation error: {rec["valid_error"]:.4f} plain, {rec["valid_error_tta"]:.4f} with TTA')
+        m = rec['metric']
+        typer.echo(f'validation {m}: {_score(m, rec["valid_error"])} plain, {_score(m, rec["valid_error_tta"])} with TTA')
     typer.echo(f'submission: {rec["submission"]}')
+
+
+def _score(metric, err):
+    """A recorded error (lower is better) shown as the metric's own value."""
+    from .metrics import to_error
+    return '-' if err is None else f'{to_error(metric, err):.4f}'   # to_error is its own inverse
 
 
 @app.command()
@@ -208,11 +222,12 @@ def ensemble(run: List[str] = typer.Argument(..., help='Two or more run director
     from .ensemble import ensemble as run_ensemble
     out = run_ensemble(run, blend=blend, name=name, tta=tta, beta=beta, search_weights=search_weights)
     _renamed(out)
+    m = out['metric']
     for r, e in zip(out['runs'], out.get('run_valid_errors', [None] * len(out['runs']))):
-        typer.echo(f'  {r}: validation error {"-" if e is None else f"{e:.4f}"}')
+        typer.echo(f'  {r}: validation {m} {_score(m, e)}')
     typer.echo('weights: ' + ', '.join(f'{w:.3f}' for w in out['weights']))
     if 'valid_error' in out:
-        typer.echo(f'ensemble validation error: {out["valid_error"]:.4f} (equal weights: {out["equal_weights_error"]:.4f})')
+        typer.echo(f'ensemble validation {m}: {_score(m, out["valid_error"])} (equal weights: {_score(m, out["equal_weights_error"])})')
     else:
         why = 'a run has no validation set (trained on every image)' if out['shared_split'] else 'the runs do not share a validation split'
         typer.echo(f'no ensemble validation error: {why}')

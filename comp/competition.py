@@ -394,12 +394,23 @@ def find(data=None, workdir='.', check_images=True):
     if data is not None:
         rec = _recorded(workdir)
         same = rec and Path(rec['data']).resolve() == Path(data).expanduser().resolve()
-        return load(data, **(_kwargs(rec) if same else {}), check_images=check_images)
+        if same: return load(data, **_kwargs(rec), check_images=check_images)
+        try: return load(data, check_images=check_images)   # Paddy Doctor's layout, as comp always read a --data folder
+        except DataError:
+            if _paddy_like(Path(data).expanduser()): raise
+        return describe(data, check_images=check_images)   # another kind: inferred from its files (no API: the usual metric for its labels)
     rec = _recorded(workdir)
     if rec is None:
         raise DataError('no competition here: pass --data PATH, or run `comp sample DIR` '
                         '(synthetic) or `comp setup COMPETITION` (Kaggle) in this folder first')
     return load(rec['data'], **_kwargs(rec), check_images=check_images)
+
+
+def _paddy_like(root):
+    """Whether a folder has Paddy Doctor's shape (train_images/ of label folders beside train.csv), so its problems are
+    reported as Paddy's rather than inferred as another kind."""
+    d = root / Layout().train_dir
+    return (root / Layout().train_csv).is_file() and d.is_dir() and any(p.is_dir() for p in d.iterdir())
 
 
 def _recorded(workdir):
@@ -434,7 +445,16 @@ def _image_names(d):
     return {f.name for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS} if d.is_dir() else set()
 
 
-def describe(path, name=None, metric=None, kaggle_metric=None, **overrides):
+def check_settings(metric=None, overrides=()):
+    """A ConfigError for a metric or a layout setting comp does not know, before anything is downloaded or written."""
+    from . import metrics
+    unknown = sorted(set(overrides) - set(Layout.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f'--set {unknown[0]}: not a layout setting; use one of {", ".join(Layout.__dataclass_fields__)}')
+    if metric is not None: metrics.check(metric)
+
+
+def describe(path, name=None, metric=None, kaggle_metric=None, check_images=True, **overrides):
     """The competition at `path`, its layout, label kind, submission format and metric inferred from its files (and
     Kaggle's name for its metric), then `overrides` (Layout fields; `metric` the metric key) applied and validated.
 
@@ -442,14 +462,10 @@ def describe(path, name=None, metric=None, kaggle_metric=None, **overrides):
     from . import metrics
     root = Path(path).expanduser().resolve()
     if not root.is_dir(): raise DataError(f'folder {root} does not exist (run `comp setup` or `comp sample DIR`)')
-    unknown = sorted(set(overrides) - set(Layout.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f'--set {unknown[0]}: not a layout setting; use one of {", ".join(Layout.__dataclass_fields__)}')
-    if metric is not None: metrics.check(metric)
+    check_settings(metric, overrides)
     L = _infer(root, metric, kaggle_metric, overrides)
     for k, v in overrides.items(): setattr(L, k, v)
-    comp = load(root, name or root.name, L)
-    return comp
+    return load(root, name or root.name, L, check_images=check_images)
 
 
 def settings(pairs):
@@ -562,7 +578,7 @@ def _infer(root, metric, kaggle_metric, given):
     elif L.task == 'multi': L.submission = 'labels'
     elif L.task == 'regression': L.submission = 'number'
     elif L.task == 'ordinal': L.submission = 'grade'
-    elif _sample_kind(sub, value_cols) == 'prob' or (len(labels) == 2 and key in ('auc', 'log_loss')): L.submission = 'prob'
+    elif len(labels) == 2 and (_sample_kind(sub, value_cols) == 'prob' or key in ('auc', 'log_loss')): L.submission = 'prob'
     else: L.submission = 'label'
     if L.submission == 'prob': L.positive = _sorted(labels)[-1]
     L.metric = key or metrics.default_for(L.task, L.submission)

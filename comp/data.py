@@ -66,8 +66,8 @@ def strata(comp, df):
     if comp.task == 'regression':
         return pd.qcut(y.astype(float), 5, labels=False, duplicates='drop').astype(str).to_numpy()
     if comp.task == 'multi':
-        n = y.map(y.value_counts())
-        return y.where(n >= 10, 'rare').to_numpy()
+        y = y.where(y.map(y.value_counts()) >= 10, 'rare')
+        if (y == 'rare').sum() < 2: y = y.replace('rare', y.mode()[0])   # a pool of one cannot be split
     return y.to_numpy()
 
 

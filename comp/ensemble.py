@@ -25,7 +25,7 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=
         raise CompError('the runs predicted different test images: were they trained on different competitions?')
     cfgs = [r.config for r in rs]
     shared = all(split_key(c) == split_key(cfgs[0]) for c in cfgs)
-    out = {'runs': [r.name for r in rs], **members(rs), 'tta': tta, 'beta': beta if tta else None, 'shared_split': shared}
+    out = {'runs': [r.name for r in rs], **members(rs), 'metric': comp.metric, 'tta': tta, 'beta': beta if tta else None, 'shared_split': shared}
     valids = [v.set_index(id_col).sort_index() for _, v in preds]
     blind = [r.name for r, (_, v) in zip(rs, preds) if not len(v)]   # a refit, a --valid-pct 0 run: no validation set
     if blind and search_weights:

@@ -161,6 +161,7 @@ def metric_text(name):
 def setup(name, path=None, workdir='.', metric=None, **overrides):
     """The competition's data, unpacked, described and recorded for `workdir`: attached (Kaggle notebook) or downloaded
     once. `metric` (a key of comp's metrics) overrides Kaggle's; `overrides` are layout fields for `describe`."""
+    competition.check_settings(metric, overrides)
     found = kernel.attached(name, workdir) if kernel.in_kaggle_notebook() and not path else None
     if found:
         # The attached data is read-only: archives to unpack need a writable folder beside the notebook.

@@ -116,7 +116,7 @@ def predict(run, tta=0, beta=BETA, workdir='.', name=None):
     comp = competition.find(run.config['data'], workdir)
     test, valid = predictions(run, tta, beta, workdir, comp)
     params = comp.fit_decode(valid, run.vocab)   # thresholds chosen on validation (out-of-fold for a group); {} for most
-    record = {'runs': [run.name], **members([run]), 'weights': [1.0], 'tta': tta, 'beta': beta if tta else None,
+    record = {'runs': [run.name], **members([run]), 'weights': [1.0], 'tta': tta, 'beta': beta if tta else None, 'metric': comp.metric,
               'valid_error': run.result.get('valid_error'), 'valid_error_tta': error(valid, run.vocab, comp) if tta and len(valid) else None,
               **({'decode': params} if params else {})}
     sub = submission.from_probs(comp, test, run.vocab, params)

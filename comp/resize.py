@@ -68,8 +68,8 @@ def resize(size=256, data=None, workdir='.', workers=None):
             jobs.append((f, dest / rel, size, sig))
     for rel in set(seen) - set(files):  # images gone from the source
         (dest / rel).unlink(missing_ok=True)
-    for f in (L.train_csv, L.sample_csv, L.solution_csv):
-        if (comp.path / f).exists(): shutil.copy2(comp.path / f, dest / f)
+    for f in (L.train_csv, L.sample_csv, L.solution_csv, L.test_csv):
+        if f and (comp.path / f).exists(): shutil.copy2(comp.path / f, dest / f)
     record = lambda: write_json(man_f, {'source': str(comp.path), 'size': size, 'images': manifest})
     record()
     workers = workers or cpus()

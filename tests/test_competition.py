@@ -114,3 +114,91 @@ def test_a_too_large_image_and_an_empty_label_are_named(tiny_copy, monkeypatch, 
     found = ' '.join(competition.problems_of(competition.Competition(tiny_copy), check_images=False))
     assert 'empty label' in found and df.loc[0, 'image_id'] in found
     assert "(no folder for: '')" in found
+
+
+# --- describing any competition from its files ------------------------------------------------------------------
+def flat_competition(root, train_cols, n=12, ext='.jpg', sample_value='0.5'):
+    """A tiny flat competition: `train_cols` (column -> list of n values, the id column first), images named by id."""
+    from PIL import Image
+    root.mkdir()
+    for d in ('train', 'test'): (root / d).mkdir()
+    cols = dict(train_cols)
+    id_col = next(iter(cols))
+    for i in cols[id_col]: Image.new('RGB', (8, 8), (i.__hash__() % 255, 0, 0)).save(root / 'train' / f'{i}{ext}')
+    pd.DataFrame(cols).to_csv(root / 'train.csv', index=False)
+    test = [f't{k}' for k in range(4)]
+    for i in test: Image.new('RGB', (8, 8)).save(root / 'test' / f'{i}{ext}')
+    pd.DataFrame({id_col: test, 'target': sample_value}).to_csv(root / 'sample_submission.csv', index=False)
+    return root
+
+
+def test_paddy_is_described_as_the_layout_it_always_had(tiny_sample):
+    comp = competition.describe(tiny_sample, name=competition.PADDY)
+    L, P = comp.layout, Layout()
+    assert (L.images, L.task, L.submission, L.metric, L.columns, L.ext) == ('folders', 'single', 'label', 'accuracy',
+                                                                          ['image_id', 'label'], '')
+    assert (L.train_dir, L.test_dir, L.id_col, L.label_col, L.extra_cols) == (P.train_dir, P.test_dir, P.id_col, P.label_col,
+                                                                            P.extra_cols)
+    assert comp.vocab() == competition.load(tiny_sample).vocab()
+
+
+def test_an_ambiguous_label_column_names_the_choices_and_the_setting(tmp_path):
+    ids = [f'a{k}' for k in range(12)]
+    root = flat_competition(tmp_path / 'c', {'id': ids, 'colour': ['red', 'blue'] * 6, 'shape': ['x', 'y', 'z'] * 4})
+    with pytest.raises(competition.ConfigError, match='colour, shape.*--set label_col=NAME'):
+        competition.describe(root)
+    comp = competition.describe(root, label_col='shape', metric='accuracy')
+    assert comp.vocab() == ["x", "y", "z"] and comp.layout.ext == ".jpg" and comp.layout.submission == "label"
+    assert list(comp.train_df()['label']) == ['x', 'y', 'z'] * 4
+
+
+def test_integers_are_classes_a_grade_or_a_number_as_the_metric_says(tmp_path):
+    ids = [f'a{k}' for k in range(12)]
+    root = flat_competition(tmp_path / 'c', {'id': ids, 'target': [0, 1, 2, 3] * 3}, sample_value='0')
+    assert competition.describe(root).layout.task == 'single'
+    assert competition.describe(root, metric='qwk').layout.task == 'ordinal'
+    graded = competition.describe(root, kaggle_metric='Quadratic Weighted Kappa')
+    assert (graded.layout.task, graded.layout.submission, graded.layout.range) == ('ordinal', 'grade', [0.0, 3.0])
+    assert competition.describe(root, metric='rmse').layout.task == 'regression'
+
+
+def test_a_setting_that_is_not_one_and_a_damaged_layout_record_are_one_line(tmp_path, tiny_sample):
+    with pytest.raises(competition.ConfigError, match='--set colour: not a layout setting'):
+        competition.describe(tiny_sample, colour='red')
+    ws = tmp_path / 'ws'
+    ws.mkdir()
+    rec = competition.describe(tiny_sample).info()
+    rec['layout']['metrc'] = 'auc'
+    (ws / 'comp.json').write_text(__import__('json').dumps(rec))
+    with pytest.raises(DataError, match='unknown key metrc'):
+        competition.find(workdir=ws)
+
+
+def test_an_edited_comp_json_changes_the_metric(tmp_path, tiny_sample):
+    import json
+    ws = tmp_path / 'ws'
+    ws.mkdir()
+    rec = competition.describe(tiny_sample).info()
+    rec['layout']['metric'] = 'log_loss'
+    (ws / 'comp.json').write_text(json.dumps(rec))
+    assert competition.find(workdir=ws).metric == 'log_loss'
+
+
+def test_no_sample_submission_or_no_images_is_one_line(tmp_path):
+    ids = [f'a{k}' for k in range(12)]
+    root = flat_competition(tmp_path / 'c', {'id': ids, 'target': ['a', 'b'] * 6})
+    (root / 'sample_submission.csv').unlink()
+    with pytest.raises(DataError, match='no sample_submission.csv'):
+        competition.describe(root)
+    one_line(comp_cli('sample', tmp_path / 'x', '--like', 'no-such-competition', cwd=tmp_path), 'no-such-competition')
+
+
+def test_data_option_on_another_kind_infers_it(tmp_path, tiny_copy):
+    from comp.sample import write_sample
+    path = write_sample(tmp_path / 'dogs', scale=0.001, like='dog-breed-identification')
+    comp = competition.find(data=path, workdir=tmp_path)
+    assert (comp.layout.submission, comp.layout.metric, comp.layout.ext) == ('probs', 'log_loss', '.jpg')
+    # a broken Paddy folder is still reported as Paddy's, not taken for another kind
+    (tiny_copy / 'train.csv').write_text('image_id,label,variety,age\n')
+    with pytest.raises(DataError, match='train.csv has no rows'):
+        competition.find(data=tiny_copy, workdir=tmp_path)

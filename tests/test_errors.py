@@ -60,6 +60,13 @@ def _auto_running(ws):
     (ws / 'auto' / 'running.json').write_text(json.dumps({'pid': os.getpid(), 'started': started(os.getpid())}))
 
 
+def _other_kind(ws):
+    """Record a competition of another kind (flat folders, a regressed number) as the workspace's."""
+    from comp.sample import write_sample
+    path = write_sample(ws.parent / 'pet', like='petfinder-pawpularity-score', scale=0.001)
+    competition.record(competition.describe(path, metric='rmse'), ws)
+
+
 # (id, argv, environment, set-up of the workspace, words the one line must hold): through the command line
 CASES = [
     ('lr-nan', TRAIN + ('--lr', 'nan'), {}, None, ['--lr nan', 'positive']),
@@ -112,6 +119,9 @@ CASES = [
     ('seed-negative', TRAIN + ('--seed', '-1'), {}, None, ['--seed -1', 'such as 42']),
     ('holdout-seed-negative', ('holdout', 'ho', '--seed', '-1'), {}, None, ['--seed -1', 'such as 42']),
     ('sample-seed-negative', ('sample', 's', '--scale', '0.005', '--seed', '-1'), {}, None, ['--seed -1', 'such as 42']),
+    ('setup-set-without-value', ('setup', 'x', '--set', 'task'), {}, None, ['--set task', 'KEY=VALUE']),
+    ('setup-unknown-metric', ('setup', 'x', '--metric', 'f2'), {}, None, ['--metric f2', 'qwk']),
+    ('target-variety-elsewhere', TRAIN + ('--target', 'disease+variety'), {}, _other_kind, ['disease+variety', '--target disease']),
 ]
 
 
