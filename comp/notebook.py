@@ -4,23 +4,36 @@ import shutil
 from pathlib import Path
 
 from . import competition, kaggle, kernel, runs, sample, submission
-from .errors import KaggleError
+from .errors import ConfigError, KaggleError
 from .files import atomic_path
 
-SMOKE_SCALE = 0.01             # the sample's size in smoke mode: ~100 training images, 35 test images
-SAMPLE_DIR = 'paddy-sample'
+# The sample's size in smoke mode: Paddy Doctor's ~100 training images and 35 test images. Other competitions' samples
+# are written 'small': about as many (40 test images), and unlike a fraction it keeps enough images per class for a
+# split by label in every kind (0.01 of Dog Breed Identification is 3 images of each of 8 breeds).
+SMOKE_SCALE = 0.01
+SAMPLE_DIR = 'paddy-sample'    # Paddy Doctor's; another competition's sample is NAME-sample
 SUBMISSION = 'submission.csv'  # what Kaggle reads from a notebook's working folder
 
 
+def sample_dir(name=competition.PADDY):
+    """The folder (in the working folder) of the sample that smoke mode writes for competition `name`."""
+    return SAMPLE_DIR if name == competition.PADDY else f'{name}-sample'
+
+
 def setup(smoke=False, name=competition.PADDY, workdir='.'):
-    """The notebook's competition: the one recorded here, else attached (Kaggle), else the sample written here
-    (smoke mode), else downloaded."""
+    """The notebook's competition `name` (any Kaggle image competition): the one recorded here, else attached
+    (Kaggle), else a sample in its layout written here (smoke mode), else downloaded."""
     ws = Path(workdir)
     if (ws / competition.WORKSPACE_FILE).exists(): return competition.find(workdir=ws)
     if smoke and not (kernel.in_kaggle_notebook() and kernel.attached(name, ws)):
-        path = ws / SAMPLE_DIR
-        if not (path / 'train.csv').exists(): sample.write_sample(path, scale=SMOKE_SCALE)
-        comp = competition.load(path, name=name)
+        if name not in sample.LIKES:
+            raise ConfigError(f'smoke mode writes a sample of the competition, and comp has no sample of {name!r}: '
+                              f'attach its data, set smoke = False, or set competition to one of {", ".join(sample.LIKES)}')
+        path = ws / sample_dir(name)
+        # write_sample makes the folder whole or not at all: one there (not empty) is a complete sample.
+        if not path.is_dir() or not any(path.iterdir()):
+            sample.write_sample(path, scale=SMOKE_SCALE if name == competition.PADDY else 'small', like=name)
+        comp = sample.describe(path, like=name)
         competition.record(comp, ws)
         return comp
     return kaggle.setup(name, workdir=ws)

@@ -52,11 +52,20 @@ def write_sample(dest, scale='small', seed=42, workers=None, like=None):
 def sample(dest, scale='small', seed=42, workdir='.', like=None):
     """`comp sample`: write a sample competition (in `like`'s layout) into `dest` and record it as `workdir`'s."""
     from . import competition
-    like = like_name(like)
     path = write_sample(dest, scale=scale, seed=seed, like=like)
-    if like == PADDY: competition.record(competition.load(path), workdir)
-    else: competition.record(competition.describe(path, name=like), workdir)
+    competition.record(describe(path, like), workdir)
     return path
+
+
+def describe(path, like=None):
+    """The sample at `path`, written in `like`'s layout, as `comp setup` describes that competition: its archives
+    unpacked and its metric the competition's own (taken from LIKES, as `--metric` would give it)."""
+    from . import competition
+    from .kaggle import unpack
+    like = like_name(like)
+    if like == PADDY: return competition.load(path)   # Paddy's record stays as it always was
+    unpack(path)
+    return competition.describe(path, name=like, metric=LIKES[like].metric)
 
 
 def _write(dest, frac, seed, workers):
@@ -197,9 +206,12 @@ PET_FLAGS = {'Subject Focus': .03, 'Eyes': .77, 'Face': .90, 'Near': .86, 'Actio
 
 
 class Like(NamedTuple):
-    """What a sample of one competition holds: its kind in a few words (for help texts); the real train counts per
-    class (per label set for several labels) and the test size Kaggle has, public or hidden; the 'small' ones."""
+    """What a sample of one competition holds: its kind in a few words (for help texts); the competition's metric (a
+    key of comp.metrics.METRICS: a sample has no Kaggle API to name it, so it is given as `--metric` would give it);
+    the real train counts per class (per label set for several labels) and the test size Kaggle has, public or
+    hidden; the 'small' ones."""
     kind: str
+    metric: str
     counts: dict
     n_test: int
     small: dict = None
@@ -209,24 +221,24 @@ class Like(NamedTuple):
 # The class counts are from the competitions' data pages, unverified beyond COMPETITIONS.md's totals. Plant
 # Pathology 2021's one 3-label set is folded into 'scab frog_eye_leaf_spot', so an image has 1 or 2 labels.
 LIKES = {
-    PADDY: Like('the default: a folder per label, class names', COUNTS, N_TEST),
+    PADDY: Like('the default: a folder per label, class names', 'accuracy', COUNTS, N_TEST),
     'cassava-leaf-disease-classification': Like(
-        'flat, int labels 0-4 with a JSON map of names, mostly 3',
+        'flat, int labels 0-4 with a JSON map of names, mostly 3', 'accuracy',
         {'0': 1087, '1': 2189, '2': 2386, '3': 13158, '4': 2577}, 15000, {'0': 15, '1': 20, '2': 20, '3': 45, '4': 20}),
     'dog-breed-identification': Like(
-        'flat, ids without extension, a probability column per breed',
+        'flat, ids without extension, a probability column per breed', 'log_loss',
         {b: 85 + (k < 22) for k, b in enumerate(BREED_ORDER)}, 10357, {b: 20 for b in FEW_BREEDS}),
     'dogs-vs-cats-redux-kernels-edition': Like(
-        'labels in the file names as cat.N.jpg, zips and folders, the probability of dog',
+        'labels in the file names as cat.N.jpg, zips and folders, the probability of dog', 'log_loss',
         {'cat': 12500, 'dog': 12500}, 12500, {'cat': 40, 'dog': 40}),
     'aerial-cactus-identification': Like(
-        '32x32, in zips only, has_cactus 0/1, a probability', {'0': 4364, '1': 13136}, 4000, {'0': 20, '1': 40}),
+        '32x32, in zips only, has_cactus 0/1, a probability', 'auc', {'0': 4364, '1': 13136}, 4000, {'0': 20, '1': 40}),
     'plant-pathology-2020-fgvc7': Like(
-        'one folder for train and test, one-hot columns',
+        'one folder for train and test, one-hot columns', 'mean_auc',
         {'healthy': 516, 'multiple_diseases': 91, 'rust': 622, 'scab': 592}, 1821,
         {'healthy': 25, 'multiple_diseases': 15, 'rust': 30, 'scab': 30}),
     'plant-pathology-2021-fgvc8': Like(
-        'space-separated labels, several per image',
+        'space-separated labels, several per image', 'f1_micro',
         {'healthy': 4624, 'scab': 4826, 'frog_eye_leaf_spot': 3181, 'rust': 1860, 'complex': 1602, 'powdery_mildew': 1184,
          'scab frog_eye_leaf_spot': 886, 'frog_eye_leaf_spot complex': 165, 'rust frog_eye_leaf_spot': 120,
          'rust complex': 97, 'powdery_mildew complex': 87}, 5000,
@@ -234,9 +246,9 @@ LIKES = {
          'scab frog_eye_leaf_spot': 6, 'frog_eye_leaf_spot complex': 4, 'rust frog_eye_leaf_spot': 4, 'rust complex': 4,
          'powdery_mildew complex': 4}),
     'aptos2019-blindness-detection': Like(
-        'PNG, an ordinal grade 0-4', {'0': 1805, '1': 370, '2': 999, '3': 193, '4': 295}, 1928,
+        'PNG, an ordinal grade 0-4', 'qwk', {'0': 1805, '1': 370, '2': 999, '3': 193, '4': 295}, 1928,
         {'0': 40, '1': 15, '2': 25, '3': 15, '4': 15}),
-    'petfinder-pawpularity-score': Like('a number 1-100 to regress, metadata columns', {'': 9912}, 6800, {'': 120}),  # no classes
+    'petfinder-pawpularity-score': Like('a number 1-100 to regress, metadata columns', 'rmse', {'': 9912}, 6800, {'': 120}),  # no classes
 }
 MIN_BREEDS = 8
 SIZE, CACTUS_SIZE = 64, 32

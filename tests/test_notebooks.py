@@ -73,6 +73,50 @@ def test_notebook_runs_in_smoke_mode_in_an_empty_folder(nb, tmp_path, kernels):
     assert len(rows) == RUNS[nb.stem] and all(r['status'] == 'complete' and r['error'] is not None for r in rows)
 
 
+# Other kinds of competition passed as a notebook's `competition` parameter: (name, what comp must record for it:
+# metric, label kind, submission format, a check of one submitted value given the classes).
+OTHERS = {
+    # an ordinal grade: recorded with the competition's own metric (qwk), which makes it a grade regressed and cut by
+    # thresholds; the files alone would say five classes judged by accuracy
+    '01-first-steps': ('aptos2019-blindness-detection', ('qwk', 'ordinal', 'grade'),
+                       lambda v, vocab: v.isdigit() and 0 <= int(v) <= 4),   # grades 0 to 4
+    # several labels per image, space-separated, each a class of the training labels
+    '05-auto': ('plant-pathology-2021-fgvc8', ('f1_micro', 'multi', 'labels'),
+                lambda v, vocab: v != '' and set(v.split()) <= set(vocab) and v.split() == sorted(set(v.split()))),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('nb', [p for p in NBS if p.stem in OTHERS], ids=lambda p: p.stem)
+def test_notebook_runs_another_competition_passed_as_a_parameter(nb, tmp_path, kernels):
+    import pandas as pd
+    name, recorded, valid = OTHERS[nb.stem]
+    ws = tmp_path / 'ws'
+    ws.mkdir()
+    out = execute(nb, tmp_path / 'out.ipynb', ws, kernel_spec(kernels, 'comp-test', sys.executable), smoke=True,
+                  competition=name)
+    comp = competition.find(workdir=ws)
+    assert comp.name == name and comp.path == (ws / f'{name}-sample').resolve()   # the sample in its layout, written here
+    assert (comp.layout.metric, comp.task, comp.layout.submission) == recorded
+    code = [c for c in out['cells'] if c['cell_type'] == 'code']
+    text = lambda c: ''.join(''.join(o.get('text', '')) for o in c['outputs'])
+    # what comp inferred, printed after setup
+    (shown,) = [text(c) for c in code if 'notebook.setup(smoke, competition)' in src(c)]
+    assert all(line in shown for line in competition.summary(comp)) and f'metric      {recorded[0]}:' in shown
+    # the pictures: images titled with their labels, the labels counted
+    for c in code:
+        if 'Image.open' in src(c) or '.plot.' in src(c):
+            assert any('image/png' in o.get('data', {}) for o in c['outputs']), src(c)[:60]
+    sub = pd.read_csv(ws / 'submission.csv', dtype=str, keep_default_na=False)
+    sample = comp.sample_df()
+    id_col, (col,) = comp.layout.id_col, comp.layout.columns[1:]
+    assert list(sub.columns) == list(sample.columns) and sorted(sub[id_col]) == sorted(sample[id_col])
+    vocab = comp.vocab()
+    assert not [v for v in sub[col] if not valid(v, vocab)]
+    rows = runs.table(ws)
+    assert rows and all(r['status'] == 'complete' and r['metric'] == recorded[0] for r in rows)
+
+
 @pytest.mark.slow
 def test_notebook_train_skips_a_complete_run_resumes_an_incomplete_one_and_tells_configs_apart(workspace, capsys):
     # What notebook 03 relies on when it is run again after being stopped.
@@ -277,3 +321,11 @@ def test_a_read_only_folder_for_the_smoke_sample_names_it_not_a_temporary(tmp_pa
         said = describe(e.value)
         assert str(d / notebook.SAMPLE_DIR) in said and 'read-only' in said and f'.{notebook.SAMPLE_DIR}.' not in said
         assert f'.{notebook.SAMPLE_DIR}.' not in str(e.value)   # what a notebook's traceback shows
+
+
+def test_smoke_mode_for_a_competition_comp_has_no_sample_of_is_one_line_naming_those_it_has(tmp_path):
+    from comp.errors import ConfigError
+    with pytest.raises(ConfigError) as e: notebook.setup(smoke=True, name='titanic', workdir=tmp_path)
+    msg = str(e.value)
+    assert '\n' not in msg and "'titanic'" in msg and 'smoke = False' in msg and 'aptos2019-blindness-detection' in msg
+    assert list(tmp_path.iterdir()) == []

@@ -272,9 +272,13 @@ def test_an_unknown_like_name_is_one_line_listing_the_known_ones(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=False, reason='needs competition.describe')
 def test_comp_sample_like_writes_and_records_the_competition(tmp_path):
     r = comp_cli('sample', 'cactus', '--like', 'aerial-cactus-identification', '--scale', '0.001', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "aerial-cactus-identification's layout" in r.stdout
     assert (tmp_path / 'cactus' / 'train.zip').is_file() and (tmp_path / 'comp.json').is_file()
+    # recorded as `comp setup` records the competition: its zips unpacked, its own metric (ROC AUC, which the files
+    # alone do not tell from log loss)
+    comp = competition.find(workdir=tmp_path)
+    assert comp.name == 'aerial-cactus-identification' and comp.layout.metric == 'auc'
+    assert comp.layout.submission == 'prob' and (tmp_path / 'cactus' / 'train').is_dir()
