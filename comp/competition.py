@@ -611,7 +611,8 @@ def summary(comp):
     L = comp.layout
     df = comp.train_df()
     where = {'folders': f'{L.train_dir}/<label>/', 'flat': f'{L.train_dir}/', 'names': f'{L.train_dir}/ (label in the file name)'}[L.images]
-    test = f'{L.test_dir}/, ids from {L.test_csv or L.sample_csv}'
+    if L.ext and L.images != 'names': where += f' (ids + {L.ext})'
+    test = f'{L.test_dir}/, ids{f" + {L.ext}" if L.ext else ""} from {L.test_csv or L.sample_csv}'
     vocab = comp.vocab()
     if L.task in ('regression', 'ordinal'):
         what = f'{L.label_col}: {TASK_WORDS[L.task]} from {L.range[0]:g} to {L.range[1]:g}' if L.range else TASK_WORDS[L.task]
@@ -620,7 +621,7 @@ def summary(comp):
         shown = few([f'{v} ({L.names[v]})' if v in L.names else v for v in vocab], 6)
         what = f'{col}: {TASK_WORDS[L.task]}, {len(vocab)} classes ({shown})'
     m = metrics.METRICS[L.metric]
-    return [f'images      {len(df)} training in {where}{f" (ids + {L.ext})" if L.ext else ""}; {len(comp.test_ids())} test in {test}',
+    return [f'images      {len(df)} training in {where}; {len(comp.test_ids())} test in {test}',
             f'labels      {what}',
             f'submission  {",".join(L.columns[:4])}{",..." if len(L.columns) > 4 else ""}: {SUB_WORDS[L.submission].format(positive=L.positive)}',
             f'metric      {L.metric}: {m.title}, {"higher" if m.higher else "lower"} is better (--metric or comp.json to change)']

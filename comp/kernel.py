@@ -77,3 +77,19 @@ if os.environ.get('KAGGLE_KERNEL_RUN_TYPE') and wheels:
 elif os.environ.get('KAGGLE_KERNEL_RUN_TYPE') and importlib.util.find_spec('comp') is None:
     print('comp is not installed, and no attached dataset holds its wheel (looked for ' + ', '.join(patterns) +
           '): attach the comp-lib dataset that `comp push-notebook` pushes (Add Input > Your Work > Datasets)')"""
+
+
+def set_parameter(nb, name, value):
+    """Write `nb` (a notebook file) with its parameters cell's `name = ...` line set to `value` (a Python literal);
+    return whether the notebook has that parameter. The notebooks' competition is set this way when pushed."""
+    import json
+    import re
+    book = json.loads(Path(nb).read_text())
+    found = False
+    for cell in book['cells']:
+        if 'parameters' not in cell.get('metadata', {}).get('tags', []): continue
+        src = ''.join(cell['source']) if isinstance(cell['source'], list) else cell['source']
+        new, n = re.subn(rf'(?m)^{name} = [^#\n]*?(\s*#.*)?$', lambda m: f'{name} = {value!r}' + (m.group(1) or ''), src)
+        if n: cell['source'], found = new.splitlines(keepends=True), True
+    if found: Path(nb).write_text(json.dumps(book, indent=1, ensure_ascii=False) + '\n')
+    return found

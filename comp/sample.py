@@ -53,7 +53,11 @@ def sample(dest, scale='small', seed=42, workdir='.', like=None):
     """`comp sample`: write a sample competition (in `like`'s layout) into `dest` and record it as `workdir`'s."""
     from . import competition
     path = write_sample(dest, scale=scale, seed=seed, like=like)
-    competition.record(describe(path, like), workdir)
+    try: competition.record(describe(path, like), workdir)
+    except BaseException:   # a sample comp cannot describe is no use, and its folder would block writing it again
+        import shutil
+        shutil.rmtree(path, ignore_errors=True)
+        raise
     return path
 
 
@@ -274,7 +278,7 @@ def _sizes(like, scale):
     frac = scale_frac(scale)
     if like == 'dog-breed-identification':   # fewer breeds too, so a fraction stays quick
         real = {b: real[b] for b in BREED_ORDER[:max(MIN_BREEDS, round(len(real) * frac))]}
-    least = max(3, -(-20 // len(real)))   # 3 images per class, 20 in all
+    least = max(5, -(-20 // len(real)))   # 5 images per class (a 20% split by label then holds one of each), 20 in all
     return {c: max(least, round(n * frac)) for c, n in real.items()}, max(20, round(n_test * frac))
 
 

@@ -242,6 +242,14 @@ def test_push_notebook_pushes_library_dataset_then_kernel(kg, wheelhouse, tmp_pa
     r = run(kg, 'push-notebook', nb, '--no-gpu', '--internet')
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(fake.datasets['alice/comp-lib']) == 2 and fake.kernels[-1].get('enableGpu', False) is False
+    # pushed from a workspace of another competition, the notebook works on that one: its parameter is set
+    assert run(kg, 'sample', 'cactus', '--like', 'aerial-cactus-identification').returncode == 0
+    r = run(kg, 'push-notebook', nb, '--no-gpu', '--internet')
+    assert r.returncode == 0, r.stderr[-2000:]
+    k = fake.kernels[-1]
+    params = ''.join(json.loads(k['text'])['cells'][0]['source'])
+    assert "competition = 'aerial-cactus-identification'" in params and k['competitionDataSources'] == ['aerial-cactus-identification']
+    assert "competition = 'paddy-disease-classification'" in ''.join(json.load(open(nb))['cells'][0]['source'])  # the file is as it was
 
 
 def test_push_notebook_offline_without_weights_or_notebook_is_one_line(kg, tmp_path):
