@@ -563,7 +563,7 @@ def _infer(root, metric, kaggle_metric, given):
     else:
         col = train[LABEL if L.images == 'names' else L.label_col].astype(str)
         labels = sorted(set(col))
-        if col.str.strip().str.contains(' ').any(): L.task = 'multi'
+        if L.images != 'folders' and _several(col): L.task = 'multi'
         elif all(_is_float(v) for v in labels) and len(labels) > 2:
             ints = all(_is_int(v) for v in labels)
             if key == 'qwk': L.task = 'ordinal'    # a grade: regressed, then cut by thresholds chosen on validation
@@ -588,6 +588,14 @@ def _infer(root, metric, kaggle_metric, given):
         except Exception: continue
         if isinstance(m, dict) and set(map(str, m)) == set(labels): L.names = {str(k): str(v) for k, v in m.items()}
     return L
+
+
+def _several(col):
+    """Whether a label column lists several labels per image (space-separated), rather than names with spaces in them:
+    its values are combinations of fewer labels than there are values."""
+    values = set(col.str.strip())
+    if not any(' ' in v for v in values): return False
+    return len({t for v in values for t in v.split()}) < len(values)
 
 
 def _sample_kind(sub, value_cols):

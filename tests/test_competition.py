@@ -202,3 +202,35 @@ def test_data_option_on_another_kind_infers_it(tmp_path, tiny_copy):
     (tiny_copy / 'train.csv').write_text('image_id,label,variety,age\n')
     with pytest.raises(DataError, match='train.csv has no rows'):
         competition.find(data=tiny_copy, workdir=tmp_path)
+
+
+def test_label_folders_with_spaces_are_one_class_each_and_train(tiny_copy, tmp_path, monkeypatch):
+    from comp import config, train
+    df = pd.read_csv(tiny_copy / 'train.csv', dtype=str)
+    df['label'] = df['label'].str.replace('_', ' ')
+    df.to_csv(tiny_copy / 'train.csv', index=False)
+    for d in list((tiny_copy / 'train_images').iterdir()): d.rename(d.parent / d.name.replace('_', ' '))
+    comp = competition.describe(tiny_copy, name=competition.PADDY)
+    assert comp.task == 'single' and 'bacterial leaf blight' in comp.vocab()
+    ws = tmp_path / 'ws'
+    ws.mkdir()
+    competition.record(comp, ws)
+    run = train.train(config.TrainConfig(arch='test_convnext', size='32', epochs=1, workers=0), workdir=ws, quiet=True)
+    assert run.vocab == comp.vocab() and run.result['valid_error'] is not None
+
+
+def test_names_with_spaces_are_classes_and_combinations_of_labels_are_several(tmp_path):
+    ids = [f'a{k}' for k in range(12)]
+    names = flat_competition(tmp_path / 'names', {'id': ids, 'target': ['brown spot', 'leaf blight', 'healthy'] * 4}, sample_value='healthy')
+    assert competition.describe(names).task == 'single'
+    multi = flat_competition(tmp_path / 'multi', {'id': ids, 'target': ['rust', 'scab', 'rust scab'] * 4}, sample_value='rust')
+    comp = competition.describe(multi)
+    assert (comp.task, comp.layout.submission, comp.vocab()) == ('multi', 'labels', ['rust', 'scab'])
+
+
+def test_tiff_images_without_extension_in_the_ids(tmp_path):
+    ids = [f'a{k}' for k in range(12)]
+    root = flat_competition(tmp_path / 'tif', {'id': ids, 'target': ['x', 'y'] * 6}, ext='.tif', sample_value='x')
+    comp = competition.describe(root)
+    assert comp.layout.ext == '.tif' and comp.test_file('t0') == 'test/t0.tif'
+    assert list(comp.train_df()['path'])[:1] == ['train/a0.tif']
