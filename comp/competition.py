@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, few
 from .machine import cpus
 from .files import read_json, write_json
 
@@ -300,12 +300,6 @@ def _shown(label):
     return repr(label) if not label or label.strip() != label else label
 
 
-def few(items, n=5):
-    """The first `n` items joined for a message, with how many more there are."""
-    items = list(items)
-    return ', '.join(map(str, items[:n])) + (f' ... (+{len(items) - n})' if len(items) > n else '')
-
-
 def _decodes(f):
     """True, or why the image cannot be used: 'too large' (over Pillow's pixel limit) or 'undecodable'."""
     import warnings
@@ -459,7 +453,6 @@ def describe(path, name=None, metric=None, kaggle_metric=None, check_images=True
     Kaggle's name for its metric), then `overrides` (Layout fields; `metric` the metric key) applied and validated.
 
     An ambiguous case is one ConfigError naming the choices and the setting that decides."""
-    from . import metrics
     root = Path(path).expanduser().resolve()
     if not root.is_dir(): raise DataError(f'folder {root} does not exist (run `comp setup` or `comp sample DIR`)')
     check_settings(metric, overrides)

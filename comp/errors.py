@@ -48,3 +48,9 @@ def describe(e):
         return f'no room left on the disk writing {written}: free some space and run the command again'
     first = (str(e).strip().splitlines() or [''])[0][:200]
     return f'unexpected {type(e).__name__}{": " + first if first else ""} (set COMP_DEBUG=1 to see the traceback)'
+
+
+def few(items, n=5):
+    """The first `n` items joined for a message, with how many more there are."""
+    items = list(items)
+    return ', '.join(map(str, items[:n])) + (f' ... (+{len(items) - n})' if len(items) > n else '')

@@ -9,7 +9,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .errors import ConfigError, SubmissionError
+from .errors import ConfigError, SubmissionError, few
 
 Metric = namedtuple('Metric', 'key title higher')
 METRICS = {m.key: m for m in [
@@ -247,7 +247,6 @@ def fit(key, task, vocab, truth, out, positive=None, range=None):
 
 def score_frames(key, kind, solution, sub, id_col, positive=None):
     """The metric of a submission frame against the solution frame (both in the submission's format), matched by id."""
-    from .competition import few
     check(key)
     for name, df in (('solution', solution), ('submission', sub)):
         if id_col not in df.columns: raise SubmissionError(f'the {name} has no {id_col} column')

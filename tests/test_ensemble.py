@@ -53,7 +53,6 @@ def test_weight_search_beats_equal_weights_where_one_member_is_right():
     # each of the two others is confidently wrong (0.9 on another class) on its own third of the images and unsure
     # (uniform) elsewhere. Equal weights follow the confident member on those two thirds, so they get 2/3 wrong, every
     # one of them an image `good` gets right; weighting either wrong member down fixes its third.
-    vocab = ['a', 'b', 'c']
     y = np.arange(90) % 3
     good = np.full((90, 3), 0.25)
     good[np.arange(90), y] = 0.5
@@ -63,7 +62,6 @@ def test_weight_search_beats_equal_weights_where_one_member_is_right():
         wrong[k][rows] = 0.05
         wrong[k][rows, (y[rows] + 1 + k) % 3] = 0.9
     vp = np.stack([wrong[0], good, wrong[1]])
-    labels = pd.Series(np.array(vocab)[y])
     err = lambda w: float((np.tensordot(np.asarray(w, float), vp, axes=1).argmax(1) != y).mean())
     assert err([1, 1, 1]) == pytest.approx(2 / 3) and err([0, 1, 0]) == 0   # the case is as described
     w = ensemble.search(err, 3)
