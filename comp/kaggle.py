@@ -391,7 +391,9 @@ def push_notebook(nb, gpu=True, private=True, internet=False, weights=None, whee
     slug = nb.stem.lower().replace('_', '-')
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(nb, Path(tmp) / nb.name)
-        kernel.set_parameter(Path(tmp) / nb.name, 'competition', comp.name)   # the notebook works on the workspace's
+        # The notebook works on the workspace's competition, scored by its metric (offline, the API cannot say).
+        kernel.set_parameter(Path(tmp) / nb.name, 'competition', comp.name)
+        kernel.set_parameter(Path(tmp) / nb.name, 'metric', comp.metric)
         meta = nb_meta(user, slug, nb.stem.replace('_', ' ').replace('-', ' ').title(), nb.name,
                        private=private, gpu=gpu, internet=internet, linked_datasets=datasets)
         meta['competition_sources'] = [comp.name]  # Kaggle's kernel metadata takes competition slugs

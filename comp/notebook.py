@@ -20,9 +20,10 @@ def sample_dir(name=competition.PADDY):
     return SAMPLE_DIR if name == competition.PADDY else f'{name}-sample'
 
 
-def setup(smoke=False, name=competition.PADDY, workdir='.'):
+def setup(smoke=False, name=competition.PADDY, workdir='.', metric=None):
     """The notebook's competition `name` (any Kaggle image competition): the one recorded here, else attached
-    (Kaggle), else a sample in its layout written here (smoke mode), else downloaded."""
+    (Kaggle), else a sample in its layout written here (smoke mode), else downloaded. `metric` (a key of comp.metrics)
+    is the competition's metric where the API cannot say (a notebook without internet); `comp push-notebook` sets it."""
     ws = Path(workdir)
     if (ws / competition.WORKSPACE_FILE).exists(): return competition.find(workdir=ws)
     if smoke and not (kernel.in_kaggle_notebook() and kernel.attached(name, ws)):
@@ -33,10 +34,10 @@ def setup(smoke=False, name=competition.PADDY, workdir='.'):
         # write_sample makes the folder whole or not at all: one there (not empty) is a complete sample.
         if not path.is_dir() or not any(path.iterdir()):
             sample.write_sample(path, scale=SMOKE_SCALE if name == competition.PADDY else 'small', like=name)
-        comp = sample.describe(path, like=name)
+        comp = sample.describe(path, like=name, metric=metric)
         competition.record(comp, ws)
         return comp
-    return kaggle.setup(name, workdir=ws)
+    return kaggle.setup(name, workdir=ws, metric=metric)
 
 
 def config(arch, smoke=False, workdir='.', **kw):

@@ -61,7 +61,7 @@ def sample(dest, scale='small', seed=42, workdir='.', like=None):
     return path
 
 
-def describe(path, like=None):
+def describe(path, like=None, metric=None):
     """The sample at `path`, written in `like`'s layout, as `comp setup` describes that competition: its archives
     unpacked and its metric the competition's own (taken from LIKES, as `--metric` would give it)."""
     from . import competition
@@ -69,7 +69,7 @@ def describe(path, like=None):
     like = like_name(like)
     if like == PADDY: return competition.load(path)   # Paddy's record stays as it always was
     unpack(path)
-    return competition.describe(path, name=like, metric=LIKES[like].metric)
+    return competition.describe(path, name=like, metric=metric or LIKES[like].metric)
 
 
 def _write(dest, frac, seed, workers):

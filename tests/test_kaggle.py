@@ -248,6 +248,7 @@ def test_push_notebook_pushes_library_dataset_then_kernel(kg, wheelhouse, tmp_pa
     assert r.returncode == 0, r.stderr[-2000:]
     k = fake.kernels[-1]
     params = ''.join(json.loads(k['text'])['cells'][0]['source'])
+    assert "metric = 'auc'" in params   # offline, the notebook cannot ask the API
     assert "competition = 'aerial-cactus-identification'" in params and k['competitionDataSources'] == ['aerial-cactus-identification']
     assert "competition = 'paddy-disease-classification'" in ''.join(json.load(open(nb))['cells'][0]['source'])  # the file is as it was
 
