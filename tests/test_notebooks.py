@@ -101,7 +101,7 @@ def test_notebook_runs_another_competition_passed_as_a_parameter(nb, tmp_path, k
     code = [c for c in out['cells'] if c['cell_type'] == 'code']
     text = lambda c: ''.join(''.join(o.get('text', '')) for o in c['outputs'])
     # what comp inferred, printed after setup
-    (shown,) = [text(c) for c in code if 'notebook.setup(smoke, competition)' in src(c)]
+    (shown,) = [text(c) for c in code if 'notebook.setup(smoke, competition' in src(c)]
     assert all(line in shown for line in competition.summary(comp)) and f'metric      {recorded[0]}:' in shown
     # the pictures: images titled with their labels, the labels counted
     for c in code:
