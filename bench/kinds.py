@@ -1,0 +1,183 @@
+"""Holdout score of every kind of competition comp handles (the nine `comp sample --like` layouts), decoded the
+metric-aware way and the naive way, for a single run, a K-fold CV group and a two-run ensemble, over several seeds.
+
+Per kind: the small sample (one fixed sample seed; its archives unpacked as `comp setup` does) is described with its
+competition's metric and recorded in a fresh workspace under bench/data/kinds-work (Paddy's 480x640 JPEGs pre-resized). Per training seed (TrainConfig.seed: the shared split and the folds; fastai's set_seed for training):
+  - a single run (a) and a second single run (b, another learning rate, same split);
+  - a K-fold CV group of (a)'s config;
+  - the ensemble of (a) and (b): weights searched on the metric (`search_weights=True`) and equal weights.
+Every model is scored on the sample's hidden solution.csv, which no model trained or validated on, twice from the same
+stored test probabilities:
+  - metric-aware: what comp does (`comp predict` / `comp ensemble`): a multi-label threshold or ordinal cut points
+    chosen on the validation (or out-of-fold) predictions, then `comp score`;
+  - naive: decoded with no parameters (argmax; threshold 0.5; rounding of the regressed grade).
+Accuracy (argmax either way), metrics computed on probabilities (log loss, AUC) and RMSE have nothing to decode: there the two
+are equal by construction. A constant model (the training labels' prior) is scored too, as the floor to beat.
+
+    python bench/kinds.py          # every kind, 3 seeds, 5 folds: about 33 minutes on a shared 2-core CPU
+    python bench/kinds.py --kinds aptos2019-blindness-detection --seeds 1 --folds 2 --name kinds-trial"""
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, parser, record, train_fields  # noqa: E402
+
+# Each kind's metric key (../shared/COMPETITIONS.md), as `comp setup` records it from Kaggle's API.
+METRIC = {
+    'paddy-disease-classification': 'accuracy',
+    'cassava-leaf-disease-classification': 'accuracy',
+    'dog-breed-identification': 'log_loss',
+    'dogs-vs-cats-redux-kernels-edition': 'log_loss',
+    'aerial-cactus-identification': 'auc',
+    'plant-pathology-2020-fgvc7': 'mean_auc',
+    'plant-pathology-2021-fgvc8': 'f1_micro',
+    'aptos2019-blindness-detection': 'qwk',
+    'petfinder-pawpularity-score': 'rmse',
+}
+SETTINGS = ('single', 'group', 'ens_searched', 'ens_equal')
+
+
+def ms(xs, nd=4):
+    """'mean ± sd' of a list (sd over the seeds; '-' when there is one)."""
+    if not xs: return '-'
+    m = statistics.mean(xs)
+    return f'{m:.{nd}f} ± {statistics.stdev(xs):.{nd}f}' if len(xs) > 1 else f'{m:.{nd}f}'
+
+
+def stats(xs):
+    return {'mean': round(statistics.mean(xs), 5), 'sd': round(statistics.stdev(xs), 5) if len(xs) > 1 else None,
+            'values': [round(x, 5) for x in xs]} if xs else None
+
+
+def main():
+    ap = parser(__doc__)
+    ap.set_defaults(scale='small')
+    ap.add_argument('--kinds', nargs='*', default=list(METRIC), help='competition names (default: all nine)')
+    ap.add_argument('--sample-seed', type=int, default=7, help='seed of the written samples')
+    ap.add_argument('--seeds', type=int, default=3, help='training seeds 0..N-1')
+    ap.add_argument('--folds', type=int, default=5)
+    ap.add_argument('--arch', default='demo', help='the demo recipe: resnet10t, from scratch')
+    ap.add_argument('--size', default='48')
+    ap.add_argument('--epochs', type=int, default=8)
+    ap.add_argument('--lr', type=float, default=0.01, help='the single run and the CV group')
+    ap.add_argument('--lr2', type=float, default=0.003, help="the ensemble's second run")
+    ap.add_argument('--extra', default='workers=0,bs=16', help='more TrainConfig fields for every run')
+    ap.add_argument('--threads', type=int, default=1, help='torch threads (the CPU bench shares 2 cores)')
+    ap.add_argument('--name', default='kinds-cpu')
+    a = ap.parse_args()
+    import torch
+    torch.set_num_threads(a.threads)
+    import numpy as np
+    import pandas as pd
+    from fastai.torch_core import set_seed
+    from comp import competition, config, cv, ensemble, kaggle, metrics, predict, submission, train
+    from comp.sample import write_sample
+    extra = train_fields(a.extra)
+    cfg = lambda seed, **kw: config.TrainConfig(**{'arch': a.arch, 'size': a.size, 'epochs': a.epochs, 'lr': a.lr,
+                                                   'seed': seed, 'pretrained': False, **extra, **kw})
+    runs, summary, t_all = [], {}, time.time()
+    out_rows = []
+
+    for name in a.kinds:
+        metric = METRIC[name]
+        t_kind = time.time()
+        src = ROOT / 'data' / 'kinds' / f'{name}-{a.scale}-{a.sample_seed}'
+        if not (src / 'solution.csv').exists():
+            if src.exists(): shutil.rmtree(src)
+            write_sample(src, scale=a.scale, seed=a.sample_seed, like=name)
+        kaggle.unpack(src)   # as `comp setup` does: the download's zips (aerial cactus ships its images in them only)
+        work = ROOT / 'data' / 'kinds-work' / name
+        if work.exists(): shutil.rmtree(work)   # every run of the bench trains anew
+        work.mkdir(parents=True)
+        comp = competition.describe(src, name=name, metric=metric)
+        competition.record(comp, work)
+        L = comp.layout
+        higher = metrics.higher(metric)
+        sol = submission.read(comp.solution_path)
+        vocab = comp.vocab()
+        if L.images == "folders":   # Paddy's 480x640 JPEGs: a small copy
+            from comp.resize import resize
+            resize(128, data=src, workdir=work)   # big enough for the recipe's squish to 96
+        naive_score = lambda test, vocab=vocab: metrics.score_frames(
+            metric, L.submission, sol, submission.from_probs(comp, test, vocab, {}), L.id_col,
+            positive=comp._positive(vocab))
+
+        # The floor: a constant model that outputs the training labels' prior for every test image.
+        df = comp.train_df()
+        if comp.task in ('regression', 'ordinal'): prior = [df[competition.LABEL].astype(float).mean()]
+        else:
+            hot = np.array([[c in set(str(v).split()) if comp.task == 'multi' else c == v for c in vocab]
+                            for v in df[competition.LABEL]], float)
+            prior = list(hot.mean(0))
+        ids = comp.test_ids()
+        const = pd.DataFrame([prior] * len(ids), columns=vocab)
+        const.insert(0, L.id_col, ids)
+        constant = naive_score(const)
+        print(f'== {name}: {metric} ({"higher" if higher else "lower"} is better), task {comp.task}, submission '
+              f'{L.submission}, {len(df)} train / {len(ids)} holdout images; constant prior {constant:.4f}', flush=True)
+
+        scores = {s: {'aware': [], 'naive': []} for s in SETTINGS}
+        for seed in range(a.seeds):
+            t0 = time.time()
+            set_seed(seed)
+            ra = train.train(cfg(seed), workdir=work, quiet=True)
+            set_seed(seed)
+            rb = train.train(cfg(seed, lr=a.lr2), workdir=work, quiet=True)
+            t_single = time.time() - t0
+            t0 = time.time()
+            set_seed(seed)
+            g = cv.cv(cfg(seed), folds=a.folds, workdir=work, quiet=True, echo=lambda m: None)
+            t_group = time.time() - t0
+            got = {}
+            for setting, run in (('single', ra), ('group', g)):
+                rec = predict.predict(run, workdir=work)
+                aware = submission.score(rec['submission'], workdir=work)
+                test, _ = predict.predictions(run, workdir=work)
+                got[setting] = {'aware': aware, 'naive': naive_score(test, run.vocab), 'decode': rec.get('decode'),
+                                'run': run.name, 'valid_error': run.result.get('valid_error')}
+            got['single_b'] = {'run': rb.name, 'valid_error': rb.result.get('valid_error'),
+                               'aware': submission.score(predict.predict(rb, workdir=work)['submission'], workdir=work)}
+            tests = [predict.predictions(r, workdir=work)[0].set_index(L.id_col)[vocab].sort_index() for r in (ra, rb)]
+            for setting, search in (('ens_searched', True), ('ens_equal', False)):
+                rec = ensemble.ensemble([ra.name, rb.name], search_weights=search, workdir=work)
+                blend = sum(w * t for w, t in zip(rec['weights'], tests)).reset_index()
+                got[setting] = {'aware': submission.score(rec['submission'], workdir=work),
+                                'naive': naive_score(blend), 'weights': rec['weights'], 'decode': rec.get('decode'),
+                                'valid_error': rec.get('valid_error'), 'equal_weights_valid_error': rec.get('equal_weights_error')}
+            for s in SETTINGS:
+                for k in ('aware', 'naive'): scores[s][k].append(got[s][k])
+            runs.append({'kind': name, 'metric': metric, 'seed': seed, 'seconds_single_pair': round(t_single, 1),
+                         'seconds_group': round(t_group, 1), **got})
+            print(f'  seed {seed}: ' + '  '.join(f'{s} {got[s]["aware"]:.4f}/{got[s]["naive"]:.4f}' for s in SETTINGS)
+                  + f'  (b {got["single_b"]["aware"]:.4f}; {t_single:.0f}s + {t_group:.0f}s)', flush=True)
+
+        diff = lambda s: [x - y for x, y in zip(scores[s]['aware'], scores[s]['naive'])]
+        summary[name] = {'metric': metric, 'higher_is_better': higher, 'task': comp.task, 'submission': L.submission,
+                         'n_train': len(df), 'n_holdout': len(ids), 'constant_prior': round(constant, 5),
+                         'seconds': round(time.time() - t_kind, 1),
+                         **{s: {'aware': stats(scores[s]['aware']), 'naive': stats(scores[s]['naive']),
+                                'aware_minus_naive': stats(diff(s))} for s in SETTINGS},
+                         'searched_minus_equal': stats([x - y for x, y in zip(scores['ens_searched']['aware'],
+                                                                             scores['ens_equal']['aware'])])}
+        out_rows.append({
+            'kind': name.split('-')[0] + ('-2021' if '2021' in name else '-2020' if '2020' in name else ''),
+            'metric': f'{metric} ({"↑" if higher else "↓"})', 'constant': f'{constant:.4f}',
+            'single aware': ms(scores['single']['aware']), 'single naive': ms(scores['single']['naive']),
+            'single diff': ms(diff('single')),
+            'group aware': ms(scores['group']['aware']), 'group naive': ms(scores['group']['naive']),
+            'group diff': ms(diff('group')),
+            'ens searched': ms(scores['ens_searched']['aware']), 'ens equal': ms(scores['ens_equal']['aware']),
+            'searched-equal': ms(summary[name]['searched_minus_equal']['values']),
+        })
+        # recorded after every kind, so a bench stopped early keeps the kinds it finished
+        record(a.name, out_rows, {'arch': a.arch, 'size': a.size, 'epochs': a.epochs, 'lr': a.lr, 'lr2': a.lr2,
+                                  'folds': a.folds, 'seeds': a.seeds, 'scale': a.scale, 'sample_seed': a.sample_seed,
+                                  'extra': extra, 'threads': a.threads, 'wall_seconds': round(time.time() - t_all, 1),
+                                  'summary': summary, 'runs': runs})
+
+
+if __name__ == '__main__':
+    main()
