@@ -231,6 +231,8 @@ def fit(key, task, vocab, truth, out, positive=None, range=None):
         cuts = list(np.arange(lo, hi) + 0.5)   # rounding: every change must beat it
         v = _2d(out)[:, 0]
         cands = np.unique(np.concatenate([np.quantile(v, np.linspace(0, 1, 101)), cuts]))
+        if key == 'qwk':   # the search scores thousands of cut points: kappa in numpy, as scikit-learn computes it
+            err = lambda p, r: 1 - qwk(g, np.clip(np.searchsorted(p['thresholds'], v) + lo, lo, hi))
         best = err({'thresholds': cuts}, [lo, hi])
         for _ in np.arange(10):
             changed = False
@@ -243,6 +245,18 @@ def fit(key, task, vocab, truth, out, positive=None, range=None):
             if not changed: break
         return {'thresholds': [float(c) for c in cuts]}
     return {}
+
+
+def qwk(a, b):
+    """Quadratic weighted kappa of two integer arrays, as scikit-learn's cohen_kappa_score(weights='quadratic')
+    computes it (weights by the index of each value among those that occur), in numpy."""
+    labels, idx = np.unique(np.concatenate([a, b]), return_inverse=True)
+    n, k = len(a), len(labels)
+    cm = np.bincount(idx[:n] * k + idx[n:], minlength=k * k).reshape(k, k).astype(float)
+    w = (np.arange(k)[:, None] - np.arange(k)[None, :]) ** 2
+    expected = np.outer(cm.sum(1), cm.sum(0)) / cm.sum()
+    den = (w * expected).sum()
+    return 1.0 - (w * cm).sum() / den if den else (1.0 if (w * cm).sum() == 0 else 0.0)
 
 
 def score_frames(key, kind, solution, sub, id_col, positive=None):

@@ -229,3 +229,12 @@ def test_score_frames_refuses_probability_metric_of_labels():
     sol, sub, _, _ = sol_sub('grade')
     with pytest.raises(ConfigError, match='log loss'):
         metrics.score_frames('log_loss', 'label', sol, sub, 'id')
+
+
+def test_numpy_kappa_is_scikit_learns():
+    rng = np.random.default_rng(3)
+    for n in (5, 40, 300):
+        a = rng.integers(0, 5, n)
+        b = np.clip(a + rng.integers(-2, 3, n), 0, 4)
+        b[:2] = 7   # a value outside the other's: scikit-learn weights by index among the values that occur
+        assert metrics.qwk(a, b) == pytest.approx(cohen_kappa_score(a, b, weights='quadratic'), abs=1e-12)
