@@ -158,6 +158,7 @@ def score(path, data=None, workdir='.'):
     if not comp.solution_path.exists():
         raise SubmissionError(f'{comp.path} has no {L.solution_csv} to score against: only the sample '
                               'competition and `comp holdout` folders have one; submit to Kaggle for a score')
+    import pandas as pd
     df = validate(path, comp)
-    sol = read(comp.solution_path)
+    sol = pd.read_csv(comp.solution_path, dtype=str, keep_default_na=False)   # comp's own file (sample, holdout)
     return metrics.score_frames(comp.metric, L.submission, sol, df, L.id_col, positive=comp._positive(comp.vocab()))
