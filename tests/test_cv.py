@@ -245,7 +245,7 @@ def test_ctrl_c_on_a_group_says_how_to_resume_the_group_and_the_fold_stays_the_g
     exe = Path(sys.executable).parent / 'comp'
     p = subprocess.Popen([str(exe), 'cv', 'test_convnext', '--folds', '2', '--epochs', '3', '--workers', '0'],
                          cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 300   # a loaded machine imports and decodes slowly
     while time.time() < deadline and not list(workspace.glob('runs/*/metrics.csv')): time.sleep(0.2)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
