@@ -73,6 +73,13 @@ TRAIN = ('train', '--arch', 'test_convnext', '--epochs', '1', '--workers', '0') 
 SWIN = 'swin_tiny_patch4_window7_224'   # timm has no tiny test Swin; untrained, 28M weights, fast at 64 px
 
 
+def interruptible():
+    """For subprocess.Popen(preexec_fn=...): the child takes SIGINT as a terminal's Ctrl-C does, even when this test
+    run was started where SIGINT is ignored (a shell's background job without job control), which children inherit."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ended_pid():
     """The pid of a process that has exited: what a killed run leaves in its status.json."""
     import subprocess

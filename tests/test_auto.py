@@ -13,7 +13,7 @@ import pytest
 from comp import auto, competition, config, plan as planning, runs, submission, train
 from comp.callbacks import Deadline, DeadlineReached
 from comp.errors import ConfigError
-from conftest import comp_cli
+from conftest import comp_cli, interruptible
 from kaggle_server import FakeKaggle, client_env
 
 pytestmark = pytest.mark.slow
@@ -180,7 +180,7 @@ def test_ctrl_c_says_to_run_the_same_auto_again(workspace):
     # issue 27: the hint resumes the whole job, not the step's run or group that was training
     exe = Path(sys.executable).parent / 'comp'
     p = subprocess.Popen([str(exe), 'auto', '--hours', '1', '--candidates', 'test_convnext', '--folds', '2', '--no-pretrained',
-                          '--size', '32', '--workers', '0'], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          '--size', '32', '--workers', '0'], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.time() + 300
     while time.time() < deadline and not list(workspace.glob('runs/*/metrics.csv')): time.sleep(0.2)
     p.send_signal(signal.SIGINT)

@@ -17,7 +17,7 @@ from comp.learner import error
 from comp.config import TrainConfig
 from comp.errors import ConfigError
 from comp.machine import started
-from conftest import comp_cli, ended_pid, one_line, snapshot
+from conftest import comp_cli, ended_pid, interruptible, one_line, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -244,7 +244,7 @@ def test_pseudo_refuses_a_submission_whose_group_has_changed_since(groups, tmp_p
 def test_ctrl_c_on_a_group_says_how_to_resume_the_group_and_the_fold_stays_the_groups(workspace):
     exe = Path(sys.executable).parent / 'comp'
     p = subprocess.Popen([str(exe), 'cv', 'test_convnext', '--folds', '2', '--epochs', '3', '--workers', '0'],
-                         cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.time() + 300   # a loaded machine imports and decodes slowly
     while time.time() < deadline and not list(workspace.glob('runs/*/metrics.csv')): time.sleep(0.2)
     p.send_signal(signal.SIGINT)

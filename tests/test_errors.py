@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from comp import competition, runs
-from conftest import TRAIN, comp_cli, fake_run, one_line, snapshot, tmpfs
+from conftest import TRAIN, comp_cli, fake_run, interruptible, one_line, snapshot, tmpfs
 
 slow = pytest.mark.slow
 
@@ -195,7 +195,7 @@ def test_a_read_only_workspace_is_one_line(tiny_sample, tmp_path):
 def test_ctrl_c_says_interrupted_and_how_to_resume(workspace):
     exe = Path(sys.executable).parent / 'comp'
     p = subprocess.Popen([str(exe), *TRAIN[:-4], '--epochs', '20', '--workers', '0'], cwd=workspace,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.time() + 120
     while time.time() < deadline and not list(workspace.glob('runs/*/metrics.csv')): time.sleep(0.2)
     p.send_signal(signal.SIGINT)
