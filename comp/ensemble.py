@@ -56,6 +56,12 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=
     return out
 
 
+def combine(record, probs):
+    """An ensemble's probabilities (images x outputs) from its members' (`probs`, one array each in record['runs']
+    order), as its submission record says they were combined: so a Kaggle kernel can repeat it on other images."""
+    return np.tensordot(np.asarray(record['weights'], float), np.stack([np.asarray(p, float) for p in probs]), axes=1)
+
+
 def _weights(blend, n):
     if blend is None: return [1.0] * n
     try: w = [float(x) for x in (blend.split(',') if isinstance(blend, str) else blend)]
