@@ -354,6 +354,17 @@ def runs(json_: bool = typer.Option(False, '--json', help='Print JSON for script
 
 
 @app.command()
+def report(name: List[str] = typer.Argument(None, help='Runs, CV groups or submissions (default: every run, and the runs table).'),
+           out: Optional[Path] = typer.Option(None, help='Folder for the pages (default: reports/ here).')):
+    """Write web pages of what runs get wrong: learning curves, confusion matrix, top losses, per-class scores.
+
+    Example: comp report RUN; then open reports/RUN.html in a browser (no server needed)."""
+    from .report import report as run_report
+    page = run_report(name or (), out=out, echo=typer.echo)
+    typer.echo(f'open {page}')
+
+
+@app.command()
 def zoo():
     """Print the model recipes (any timm model name works too)."""
     from .zoo import RECIPES
