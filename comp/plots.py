@@ -64,7 +64,7 @@ def learning_curves(curves, metric_title):
     for k, (label, ep, tl, vl, m, lr) in enumerate(curves):
         c = f'C{k % 10}'
         pre = f'{label} ' if label else ''
-        if tl is not None: axs[0].plot(ep, tl, '--', color=c, label=f'{pre}train')
+        if tl is not None: axs[0].plot(ep, tl, '--.', color=c, label=f'{pre}train')
         if vl is not None: axs[0].plot(ep, vl, '-o', color=c, label=f'{pre}valid')
         if m is not None: axs[1].plot(ep, m, '-o', color=c, label=label or None)
         if lr is not None: axs[2].plot(*lr, color=c, label=label or None)

@@ -154,7 +154,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding
 td:first-child,th:first-child{text-align:left}th{background:#f4f4f4}table.sortable th{cursor:pointer}
 .grid{display:flex;flex-wrap:wrap;gap:8px}.tile{margin:0;width:150px;font-size:12px;border:1px solid #ddd;padding:4px}
 .tile img{width:140px;height:140px;object-fit:contain;background:#eee}.wrong{color:#b00}.note{color:#666}
-pre{background:#f7f7f7;padding:.5em;overflow:auto;font-size:12px}"""
+.wide{overflow-x:auto}pre{background:#f7f7f7;padding:.5em;overflow:auto;font-size:12px}"""
 
 # Errors the page meets (a script's, an image that does not load) are written into the page, where anyone (and the
 # tests' headless browser) can read them; the table sort is the only other script.
@@ -196,7 +196,8 @@ def matrix(cm, labels, id):
     """The confusion matrix as a table: the counts readable as text beside its figure."""
     head = '<th>actual \\ predicted</th>' + ''.join(f'<th>{esc(c)}</th>' for c in labels)
     body = ''.join(f'<tr><th>{esc(a)}</th>' + ''.join(f'<td>{int(v)}</td>' for v in row) + '</tr>' for a, row in zip(labels, cm))
-    return f'<table id="{id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (f'<details><summary>the counts as a table</summary><div class="wide"><table id="{id}"><thead><tr>{head}</tr>'
+            f'</thead><tbody>{body}</tbody></table></div></details>')
 
 
 def figure(png, alt):
@@ -270,6 +271,8 @@ def mistakes_sections(valid, vocab, comp, paths, params=None):
     score = comp.score(valid, vocab, params if params is not None else comp.fit_decode(valid, vocab))
     out = [('Validation', f'<p id="summary" data-images="{len(rows)}" data-wrong="{n_wrong}">{len(rows)} images, '
                           f'{n_wrong} wrong; {esc(title)} {score:.4f}</p>')]
+    top = rows.sort_values('loss', ascending=False).head(TOP)
+    out.append((f'Top {len(top)} losses', image_grid(top, comp, paths, 'top-losses')))
     if comp.task in ('single', 'ordinal'):
         cm = confusion(rows, labels)
         out.append(('Confusion matrix', figure(plots.png(plots.confusion(cm, labels)), 'confusion matrix') + matrix(cm, labels, 'confusion')))
@@ -278,8 +281,6 @@ def mistakes_sections(valid, vocab, comp, paths, params=None):
     else: out.append(('Confusion matrix', na('A confusion matrix (one class per image)', comp)))
     out.append(('Per class', table(per_class(rows, labels, comp.task == 'multi'), 'per-class', sortable=True) if labels
                 else na('Precision and recall per class', comp)))
-    top = rows.sort_values('loss', ascending=False).head(TOP)
-    out.append((f'Top {len(top)} losses', image_grid(top, comp, paths, 'top-losses')))
     if comp.task == 'single':
         bins, ece = calibration(rows['probability'], [r is True for r in rows['right']])
     elif comp.task == 'multi':
