@@ -296,7 +296,7 @@ def _curve(run, comp, label=''):
     m = run.metrics()
     if not len(m): return None
     err = [c for c in m.columns if c not in ('epoch', 'train_loss', 'valid_loss', 'seconds')]
-    score = [metrics.to_error(comp.metric, e) if e == e else None for e in m[err[0]]] if err else None   # its own inverse
+    score = np.array([metrics.to_error(comp.metric, e) for e in m[err[0]].astype(float)]) if err else None   # its own inverse
     lr = run.result.get('lr') or run.config.get('lr')
     get = lambda c: m[c].to_numpy(float) if c in m else None
     lrs = lr_schedule(run.config, float(lr)) if isinstance(lr, (int, float)) else None
@@ -387,7 +387,8 @@ def submission_page(csv, out, workdir='.'):
         sections.append(('Disagreement', disagreement(names, decoded)))
         rows = per_image(ens, vocab, comp, params)
         wrong = rows[[r is not True for r in rows['right']]].sort_values('loss', ascending=False)
-        sections.append((f'Still wrong ({len(wrong)} images; the {min(len(wrong), 4 * TOP)} with the highest loss)',
+        what = 'Largest errors' if comp.task == 'regression' else f'Still wrong ({len(wrong)} images)'
+        sections.append((f'{what}: the {min(len(wrong), 4 * TOP)} with the highest loss',
                          image_grid(wrong.head(4 * TOP), comp, paths, 'still-wrong')))
     else:
         sections.append(('Members', table(members, 'members') + '<p class="note">The members do not share a validation '

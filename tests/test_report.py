@@ -17,7 +17,7 @@ from comp.config import TrainConfig
 from comp.errors import CompError
 from conftest import comp_cli, one_line
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow   # the tests that train (or read the session's trained runs)
 
 
 def chromium():
@@ -112,6 +112,7 @@ def check_mistakes(dom, valid, vocab):
     if pairs: assert int(pairs[0]['images']) == max(cm[i, j] for i in range(len(vocab)) for j in range(len(vocab)) if i != j)
 
 
+@slow
 def test_run_page(two_runs, tmp_path):
     ws, a, _ = two_runs
     page = report.report([a.name], out=tmp_path, workdir=ws)
@@ -127,16 +128,17 @@ def test_run_page(two_runs, tmp_path):
 
 @pytest.fixture(scope='module')
 def group(tiny_sample, tmp_path_factory):
-    """A 2-fold CV group of one-epoch tiny runs, with a suspects CSV as `comp suspects` writes it."""
+    """A 2-fold CV group of one-epoch tiny runs and its refit, with a suspects CSV as `comp suspects` writes it."""
     ws = tmp_path_factory.mktemp('report-cv')
     competition.record(competition.load(tiny_sample), ws)
-    g = cv.cv(TrainConfig(arch='test_convnext', epochs=1, workers=0), folds=2, workdir=ws, quiet=True)
+    g = cv.cv(TrainConfig(arch='test_convnext', epochs=1, workers=0), folds=2, refit=True, workdir=ws, quiet=True)
     oof = stored_valid(g.members).head(5)
     pd.DataFrame({'image_id': oof['image_id'], 'given': oof['label'], 'suggested': g.vocab[0],
                   'score': np.linspace(0.1, 0.5, len(oof))}).to_csv(g.path / 'suspects.csv', index=False)
     return ws, g
 
 
+@slow
 def test_group_page_shows_out_of_fold_mistakes_fold_errors_and_suspects(group, tmp_path):
     ws, g = group
     dom = load(report.report([g.name], out=tmp_path, workdir=ws))
@@ -147,6 +149,17 @@ def test_group_page_shows_out_of_fold_mistakes_fold_errors_and_suspects(group, t
     assert dom.tiles('suspects') == list(pd.read_csv(g.path / 'suspects.csv', dtype=str)['image_id'])
 
 
+@slow
+def test_a_run_without_validation_says_so(group, tmp_path):
+    ws, g = group
+    page = report.report([g.refit.name], out=tmp_path, workdir=ws)
+    dom = load(page)
+    assert 'No validation set' in page.read_text()
+    assert 'top-losses' not in dom.grids and 'confusion' not in dom.tables
+    assert any(i.get('alt') == 'learning curves' for i in dom.imgs)
+
+
+@slow
 def test_submission_page(two_runs, tmp_path):
     ws, a, b = two_runs
     rec = ensemble.ensemble([a, b], blend='3,1', name='report-ens', workdir=ws)
@@ -167,6 +180,7 @@ def test_submission_page(two_runs, tmp_path):
     assert {r['class']: int(r['test images']) for r in dom.rows('test-classes')} == {c: int(sub.get(c, 0)) for c in vocab}
 
 
+@slow
 def test_index_page_links_every_run_to_its_page(two_runs, tmp_path):
     ws, a, b = two_runs
     index = report.report(out=tmp_path, workdir=ws)
@@ -196,14 +210,24 @@ def test_other_kinds_say_what_does_not_apply(tmp_path):
         assert 'id="top-losses"' in html
 
 
+@slow
 def test_unknown_name_is_one_line(two_runs):
     ws, _, _ = two_runs
     with pytest.raises(CompError, match='no run, CV group or submission'): report.report(['nope'], workdir=ws)
     one_line(comp_cli('report', 'nope', cwd=ws), 'nope', 'comp runs')
 
 
+@slow
 def test_cli_writes_the_page(two_runs, tmp_path):
     ws, a, _ = two_runs
     r = comp_cli('report', a.name, '--out', tmp_path, cwd=ws)
     assert r.returncode == 0, r.stderr
     assert f'open {tmp_path / (a.name + ".html")}' in r.stdout and (tmp_path / 'index.html').exists()
+
+
+def test_without_chromium_the_test_skips_here_and_fails_in_ci(monkeypatch):
+    monkeypatch.setenv('PATH', '')
+    monkeypatch.delenv('CI', raising=False)
+    with pytest.raises(pytest.skip.Exception, match='apt-get install chromium'): chromium()
+    monkeypatch.setenv('CI', 'true')
+    with pytest.raises(pytest.fail.Exception, match='.ci/run installs it'): chromium()
