@@ -13,6 +13,7 @@ import numpy as np
 
 from . import competition, metrics, plots, runs, submission
 from .competition import LABEL
+from .config import BETA
 from .errors import CompError
 from .files import write_text
 
@@ -295,11 +296,12 @@ def mistakes_sections(valid, vocab, comp, paths, params=None):
 def _curve(run, comp, label=''):
     m = run.metrics()
     if not len(m): return None
-    err = [c for c in m.columns if c not in ('epoch', 'train_loss', 'valid_loss', 'seconds')]
+    err = [c for c in m.columns if c not in ('epoch', 'train_loss', 'valid_loss', 'seconds', 'lr')]
     score = np.array([metrics.to_error(comp.metric, e) for e in m[err[0]].astype(float)]) if err else None   # its own inverse
     lr = run.result.get('lr') or run.config.get('lr')
     get = lambda c: m[c].to_numpy(float) if c in m else None
-    lrs = lr_schedule(run.config, float(lr)) if isinstance(lr, (int, float)) else None
+    if 'lr' in m: lrs = m['epoch'].to_numpy(), m['lr'].to_numpy(float)   # recorded per epoch, where a run has it
+    else: lrs = lr_schedule(run.config, float(lr)) if isinstance(lr, (int, float)) else None
     return label, m['epoch'].to_numpy(), get('train_loss'), get('valid_loss'), score, lrs
 
 
@@ -369,7 +371,7 @@ def submission_page(csv, out, workdir='.'):
     comp = competition.find(rs[0].config['data'], workdir)
     id_col, vocab, title = comp.layout.id_col, rs[0].vocab, metrics.METRICS[comp.metric].title
     tta, beta = rec.get('tta') or 0, rec.get('beta')
-    preds = [predictions(r, tta, beta if beta is not None else 0.25, workdir, comp) for r in rs]
+    preds = [predictions(r, tta, BETA if beta is None else beta, workdir, comp) for r in rs]
     valids = [v.set_index(id_col).sort_index() for _, v in preds]
     shared = all(len(v) and v.index.equals(valids[0].index) for v in valids)
     weights = rec.get('weights') or [1 / len(rs)] * len(rs)
