@@ -7,6 +7,7 @@ the workspace: index.html (the runs table), <run or group>.html, submission-<nam
 import base64
 import html
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,24 @@ def report(names=(), out=None, workdir='.', echo=None):
     group) and the runs table page (index.html) linking to them; return the page of the one name given, else the
     index."""
     out = Path(out) if out is not None else Path(workdir) / REPORTS_DIR
-    targets = [_target(n, workdir) for n in names] or [runs.find(r['run'], workdir) for r in runs.table(workdir)
-                                                       if r['status'] == 'complete']
+    names = [names] if isinstance(names, (str, os.PathLike)) else list(names)
+    targets = [_target(n, workdir) for n in names]   # every name checked before any page is written
     out.mkdir(parents=True, exist_ok=True)
-    pages = [submission_page(t, out, workdir) if isinstance(t, Path) else run_page(t, out, workdir) for t in targets]
+    pages = [_page(t, out, workdir) for t in targets]
+    if not names:
+        for r in runs.table(workdir):
+            if r['status'] != 'complete': continue
+            try: pages.append(_page(runs.find(r['run'], workdir), out, workdir))
+            except CompError as e:   # one run's missing file does not stop the others' pages
+                if echo: echo(f'no page for {r["run"]}: {e}')
     index = index_page(out, workdir)
     for p in pages + [index]:
         if echo: echo(f'wrote {p}')
     return pages[0] if len(names) == 1 else index
+
+
+def _page(target, out, workdir):
+    return submission_page(target, out, workdir) if isinstance(target, Path) else run_page(target, out, workdir)
 
 
 def _target(name, workdir):
@@ -44,7 +55,7 @@ def _target(name, workdir):
     for p in (Path(name), folder / name, folder / f'{name}.csv', Path(name).with_suffix('.csv')):
         csv = p.with_suffix('.csv')
         if csv.is_file() and submission.sidecar_path(csv).is_file(): return csv
-    raise CompError(f'no run, CV group or submission {str(name)!r}: pass a name from `comp runs` or `comp submissions`')
+    raise CompError(f'no run, CV group or submission {str(name)!r}: pass a name from `comp runs`, or a submission in submissions/')
 
 
 def page_name(target):

@@ -141,7 +141,7 @@ def group(tiny_sample, tmp_path_factory):
 @slow
 def test_group_page_shows_out_of_fold_mistakes_fold_errors_and_suspects(group, tmp_path):
     ws, g = group
-    dom = load(report.report([g.name], out=tmp_path, workdir=ws))
+    dom = load(report.report(g.name, out=tmp_path, workdir=ws))   # one name as a string too
     check_mistakes(dom, stored_valid(g.members), g.vocab)
     folds = dom.rows('folds')
     assert [f['run'] for f in folds] == [m.name for m in g.members]
