@@ -43,13 +43,13 @@ def confusion(cm, labels):
     """A confusion matrix figure (rows actual, columns predicted) with its counts written in."""
     plt = _plt()
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * n + 2),) * 2)
+    fig, ax = plt.subplots(figsize=(min(16, max(4, 0.6 * n + 2)),) * 2)   # 120 dog breeds: a readable page, not a poster
     ax.imshow(cm, cmap='Blues')
     ax.set(xticks=range(n), yticks=range(n), xlabel='predicted', ylabel='actual')
     ax.set_xticklabels(labels, rotation=90)
     ax.set_yticklabels(labels)
     top = cm.max() if cm.size else 0
-    for i in range(n):
+    for i in range(n if n <= 30 else 0):   # beyond 30 classes the counts are the page's table
         for j in range(n):
             ax.text(j, i, cm[i, j], ha='center', va='center', fontsize=8, color='white' if cm[i, j] > top / 2 else 'black')
     fig.tight_layout()
