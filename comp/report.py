@@ -180,7 +180,9 @@ var s=typeof p===typeof q?(p<q?-1:p>q?1:0):(typeof p==='number'?-1:1);return d==
 </script>"""
 
 
-def esc(x): return html.escape(str(x))
+def esc(x):
+    """Text made safe to put in HTML."""
+    return html.escape(str(x))
 
 
 def _cell(v):
@@ -213,6 +215,7 @@ def matrix(cm, labels, id):
 
 
 def figure(png, alt):
+    """A PNG inlined as an image."""
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
@@ -250,6 +253,7 @@ def page(title, sections, index=True):
 
 
 def na(what, comp):
+    """The note that says a section does not apply to this kind of competition."""
     return f'<p class="note">{esc(what)} does not apply to a {comp.task} competition.</p>'
 
 
