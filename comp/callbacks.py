@@ -47,7 +47,7 @@ class RunLog(Callback):
         secs = time.time() - self.t0
         self.times.append(secs)
         epoch = run_epoch(self)
-        row = {'epoch': epoch, **epoch_values(self.recorder), 'seconds': round(secs, 2)}
+        row = {'epoch': epoch, **epoch_values(self.recorder), 'seconds': round(secs, 2), 'lr': head_lr(self.learn)}
         run = self.run_dir
         if self.record:
             old = run.metrics()
@@ -64,12 +64,19 @@ class RunLog(Callback):
             save_model(tmp, self.learn.model, getattr(self.learn, 'opt', None))
         run.set_status('running', epochs_done=epoch)
         if not self.quiet:
-            vals = '  '.join(f'{k} {v:.4f}' for k, v in row.items() if k not in ('epoch', 'seconds') and v is not None)
+            vals = '  '.join(f'{k} {v:.4f}' for k, v in row.items() if k not in ('epoch', 'seconds', 'lr') and v is not None)
             print(f'epoch {epoch}: {vals}  {secs:.1f}s', flush=True)
 
     def seconds_per_epoch(self): return round(sum(self.times) / len(self.times), 2) if self.times else None
 
     def images_per_second(self, n): return round(n * len(self.times) / sum(self.times), 1) if self.times else None
+
+
+def head_lr(learn):
+    """The head's learning rate where the epoch ended (the last parameter group's: the one fine_tune's frozen epoch trains),
+    so a run's learning curves show the rate its schedule set, not one rebuilt from its config."""
+    opt = getattr(learn, 'opt', None)
+    return float(opt.hypers[-1]['lr']) if opt is not None and opt.hypers else None
 
 
 def epoch_values(recorder):

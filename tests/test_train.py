@@ -106,6 +106,8 @@ def test_run_directory_records_everything(two_runs):
     metrics = pd.read_csv(run / 'metrics.csv')
     assert list(metrics['epoch']) == [1, 2]
     assert {'train_loss', 'valid_loss', 'error_rate'} <= set(metrics.columns)
+    # one-cycle ends each fit far below its peak: the rate recorded per epoch is the schedule's, not a constant
+    assert metrics['lr'].notna().all() and metrics['lr'].iloc[-1] < min(metrics['lr'].iloc[0], cfg['lr'] / 10)
     assert run.status == 'complete'
     env = json.loads((run / 'env.json').read_text())
     assert env['packages']['fastai'] and env['packages']['timm']
