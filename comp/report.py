@@ -346,8 +346,9 @@ def run_page(run, out, workdir='.'):
                   'error': m.result['valid_error']} for k, m in enumerate(parts)]
         sections.append(('Per fold', table(folds, 'folds')))
     curves = [c for c in (_curve(m, comp, f'fold {k}' if group else '') for k, m in enumerate(parts)) if c]
-    sections.append(('Learning curves', figure(plots.png(plots.learning_curves(curves, title)), 'learning curves') +
-                     '<p class="note">The learning rate is the schedule fastai follows for the run\'s config and lr.</p>'
+    rebuilt = any('lr' not in m.metrics() for m in parts)   # runs from before comp recorded the rate per epoch
+    note = '<p class="note">The learning rate is the schedule fastai follows for the run\'s config and lr.</p>' if rebuilt else ''
+    sections.append(('Learning curves', figure(plots.png(plots.learning_curves(curves, title)), 'learning curves') + note
                      if curves else '<p class="note">(no epochs recorded)</p>'))
     paths = _paths(comp)
     if len(valid): sections += mistakes_sections(valid, vocab, comp, paths)
