@@ -55,6 +55,17 @@ def weights_dir(workdir='.'):
     return _attached_holding(zoo.WEIGHTS_MANIFEST, workdir)
 
 
+def runs_dir(workdir='.'):
+    """Attached runs to predict with, or None: a dataset from `comp push-runs` (found by its manifest), else another
+    notebook's output attached as a kernel source (its working folder: runs/ with a run's config in it)."""
+    from .bundle import MANIFEST
+    from .runs import RUNS_DIR
+    found = _attached_holding(MANIFEST, workdir)
+    if found is not None: return found
+    run = _attached_holding(f'{RUNS_DIR}/*/config.json', workdir)   # runs/<run>/config.json
+    return run.parent.parent if run is not None else None
+
+
 def weights_for(arch, workdir='.'):
     """The attached weights dataset if it holds pretrained weights for `arch` (a recipe or timm name), else None."""
     d = weights_dir(workdir)
