@@ -186,6 +186,26 @@ def predict(run: str = typer.Argument(..., help='A run directory or name from `c
     typer.echo(f'submission: {rec["submission"]}')
 
 
+@app.command()
+def infer(name: Optional[str] = typer.Argument(None, help='A submission (its ensemble) or run; default: the runs dataset\'s.'),
+          runs_from: Path = typer.Option(Path('.'), '--runs-from', help='Folder holding runs/ and submissions/ (a pushed runs dataset, or here).'),
+          time_limit: Optional[float] = typer.Option(None, '--time-limit', help='Seconds it may take: TTA passes, then the weakest members, are dropped to fit.'),
+          estimate: Optional[int] = typer.Option(None, '--estimate', help='Only print the projected time for this many test images on this machine.'),
+          out: Path = typer.Option(Path('.'), '--out', help='Folder for submission.csv, predictions.csv and submission.json.')):
+    """Predict the test set there is now with a submission's members, weights and TTA, as the inference notebook
+    of a code competition does (each image decoded once for every model); or --estimate the time it would take.
+
+    Example: comp infer ensemble-3runs-RUN --estimate 10000"""
+    from . import infer as engine
+    if estimate is not None:
+        e = engine.estimate(name, estimate, runs_from=runs_from, echo=lambda m: typer.echo(m, err=True))
+        typer.echo(f'{e["source"]}: {e["n_images"]} images, models loaded in {e["load_s"]:.0f}s; projected ' +
+                   ', '.join(f'{s:.0f}s with TTA {t}' for t, s in e['projected_s'].items()))
+        return
+    rec = engine.predict(name, runs_from=runs_from, out=out, time_limit=time_limit, echo=lambda m: typer.echo(m, err=True))
+    typer.echo(f'submission: {rec["submission"]} ({rec["n_images"]} images, {len(rec["runs"])} members, TTA {rec["tta"]})')
+
+
 def _score(metric, err):
     """A recorded error (lower is better) shown as the metric's own value."""
     from .metrics import to_error
@@ -288,22 +308,35 @@ def setup(competition: str = typer.Argument('paddy-disease-classification', help
 
 
 @app.command()
-def submit(file: Path = typer.Argument(..., help='A submission CSV (from submissions/).'),
+def submit(file: Optional[Path] = typer.Argument(None, help='A submission CSV (from submissions/); not with --kernel.'),
            message: str = typer.Option(..., '-m', '--message', help='The submission\'s description on Kaggle.'),
+           kernel: Optional[str] = typer.Option(None, '--kernel', help='Submit a notebook (USER/SLUG) to a code competition instead of a CSV.'),
+           version: Optional[int] = typer.Option(None, '--version', help='The notebook version to submit (default: its latest).'),
            dry_run: bool = typer.Option(False, '--dry-run', help='Only validate the file.'),
            wait: int = typer.Option(300, help='Seconds to wait for Kaggle\'s score.'),
            data: Optional[Path] = DATA):
-    """Validate a submission, upload it to Kaggle, wait for its public score and record it in its sidecar.
+    """Validate a submission, upload it to Kaggle, wait for its public score and record it in its sidecar; or, with
+    --kernel, submit a notebook version to a code competition (Kaggle re-runs it on the hidden test set).
 
-    Example: comp submit submissions/RUN.csv -m "convnext_small, 12 epochs, TTA"
+    Examples: comp submit submissions/RUN.csv -m "convnext_small, 12 epochs, TTA"
+              comp submit --kernel alice/06-inference --version 3 -m "3-model ensemble"
     """
-    from .kaggle import submit as run_submit
-    rec = run_submit(file, message, wait=wait, dry_run=dry_run, echo=lambda m: typer.echo(m, err=True), data=data)
-    if rec.get('dry_run'):
-        typer.echo(f'{file}: valid; not submitted (--dry-run)')
-        return
+    from .errors import CompError
+    from .kaggle import submit as run_submit, submit_kernel
+    echo = lambda m: typer.echo(m, err=True)
+    if (file is None) == (kernel is None): raise CompError('give a submission CSV, or --kernel USER/SLUG for a code competition, not both')
+    if kernel is not None:
+        rec = submit_kernel(kernel, message, version=version, wait=wait, echo=echo, data=data)
+        what = f'{kernel} version {rec["version"] if rec["version"] is not None else "(latest)"}'
+    else:
+        if version is not None: raise CompError('--version is for --kernel: a CSV has no versions')
+        rec = run_submit(file, message, wait=wait, dry_run=dry_run, echo=echo, data=data)
+        if rec.get('dry_run'):
+            typer.echo(f'{file}: valid; not submitted (--dry-run)')
+            return
+        what = str(file)
     score = rec['public_score'] if rec['public_score'] is not None else 'not yet scored'
-    typer.echo(f'submitted {file} to {rec["competition"]} (ref {rec["ref"]}): {rec["status"]}, public score {score}')
+    typer.echo(f'submitted {what} to {rec["competition"]} (ref {rec["ref"]}): {rec["status"]}, public score {score}')
 
 
 @app.command()
@@ -319,14 +352,35 @@ def push_notebook(nb: Path = typer.Argument(..., help='A notebook from nbs/.'),
                   private: bool = typer.Option(True, '--private/--public', help='Kernel visibility.'),
                   internet: bool = typer.Option(False, '--internet/--no-internet',
                                                 help='Give the kernel internet (Paddy Doctor allows it; code competitions do not).'),
-                  weights: Optional[str] = typer.Option(None, help='Weights dataset to attach without internet (default: USER/comp-weights).')):
+                  weights: Optional[str] = typer.Option(None, help='Weights dataset to attach without internet (default: USER/comp-weights).'),
+                  runs: Optional[str] = typer.Option(None, '--runs', help='Inference notebook: the runs dataset to attach (default: USER/comp-runs from comp push-runs).'),
+                  kernel_source: Optional[str] = typer.Option(None, '--kernel-source', help='Inference notebook: predict with the runs in this notebook\'s output (USER/SLUG) instead.'),
+                  submission: Optional[str] = typer.Option(None, '--submission', help='Inference notebook: the submission (ensemble) it repeats (default: the last pushed).')):
     """Push a notebook as a Kaggle kernel with the competition attached and comp installable offline.
 
-    Example: comp push-weights resnet26d && comp push-notebook nbs/01-first-steps.ipynb --no-internet"""
+    Example: comp push-weights resnet26d && comp push-notebook nbs/01-first-steps.ipynb --no-internet
+    Code competition: comp push-runs ENSEMBLE && comp push-notebook nbs/06-inference.ipynb"""
     from .kaggle import push_notebook as push
-    out = push(nb, gpu=gpu, private=private, internet=internet, weights=weights, echo=lambda m: typer.echo(m, err=True))
+    out = push(nb, gpu=gpu, private=private, internet=internet, weights=weights, echo=lambda m: typer.echo(m, err=True),
+               runs=runs, kernel_source=kernel_source, submission_name=submission)
+    also = f', kernel sources {", ".join(out["kernel_sources"])}' if out['kernel_sources'] else ''
     typer.echo(f'pushed {out["kernel"]} (version {out["version"]}, internet {"on" if out["internet"] else "off"}) '
-               f'with datasets {", ".join(out["datasets"])}: {out["url"]}')
+               f'with datasets {", ".join(out["datasets"])}{also}: {out["url"]}')
+
+
+@app.command('push-runs')
+def push_runs(name: List[str] = typer.Argument(..., help='Submissions (their ensemble), runs or CV groups.'),
+              dataset: Optional[str] = typer.Option(None, help='Dataset to push to (default: USER/comp-runs).')):
+    """Push what prediction needs of runs (weights, configs, vocab; a submission's members, weights and TTA) as a
+    Kaggle dataset, for the inference notebook of a code competition. Each push is a new version that keeps the runs
+    pushed before; a push that changes nothing is skipped.
+
+    Example: comp push-runs ensemble-3runs-RUN && comp push-notebook nbs/06-inference.ipynb"""
+    from .kaggle import push_runs as push
+    out = push(name, dataset=dataset, echo=lambda m: typer.echo(m, err=True))
+    if out['pushed']: typer.echo(f'pushed {out["dataset"]}: {len(out["runs"])} runs ({len(out["added"])} new or changed), '
+                                 f'submissions {", ".join(out["submissions"]) or "none"}')
+    else: typer.echo(f'{out["dataset"]} is up to date: nothing pushed')
 
 
 @app.command('push-weights')

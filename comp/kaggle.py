@@ -19,6 +19,7 @@ CREDS_HELP = ('set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save
               'kaggle.com > Settings > API to ~/.kaggle/kaggle.json (in a Kaggle notebook: add them as secrets)')
 LIB_DATASET = 'comp-lib'
 WEIGHTS_DATASET = 'comp-weights'
+RUNS_DATASET = 'comp-runs'
 
 
 def _secrets_to_env():
@@ -135,7 +136,8 @@ def call(what, fn, *args, retries=4, **kwargs):
                                               'dataset name, e.g. paddy-disease-classification') from None
             if code == 429: raise KaggleError(f'Kaggle\'s limit is reached (429) to {what}: daily submissions reset '
                                               'at midnight UTC; try again then') from None
-            if code is not None and code < 500: raise KaggleError(f'Kaggle refused to {what} (HTTP {code})') from None
+            if code is not None and code < 500:
+                raise KaggleError(f'Kaggle refused to {what} (HTTP {code}{_said(e.response)})') from None
             if attempt == retries: raise KaggleError(f'Kaggle failed to {what} (HTTP {code}) after {retries + 1} tries; try again later') from None
         except (requests.ConnectionError, requests.Timeout) as e:
             if unresolvable(e):
@@ -144,6 +146,13 @@ def call(what, fn, *args, retries=4, **kwargs):
             if attempt == retries: raise KaggleError(f'could not reach Kaggle to {what}: check the network connection') from None
         time.sleep(delay)
         delay *= 2
+
+
+def _said(response):
+    """What Kaggle's error response says, as ': its message' (or nothing)."""
+    try: msg = response.json().get('message')
+    except Exception: msg = None
+    return f': {_first_line(msg)}' if msg else ''
 
 
 def metric_text(name):
@@ -306,16 +315,22 @@ def submit(file, message, wait=300, poll=None, dry_run=False, workdir='.', echo=
     rec = {'competition': comp.name, 'message': message, 'ref': res.ref,
            'submitted_at': time.strftime('%Y-%m-%d %H:%M:%S'), 'status': 'PENDING', 'public_score': None}
     _record(file, rec)
+    _await(a, comp.name, rec, wait, poll, echo)
+    _record(file, rec)
+    return rec
+
+
+def _await(a, name, rec, wait, poll, echo):
+    """Wait up to `wait` seconds for Kaggle to score submission rec['ref'] of competition `name`; update `rec`."""
     poll = seconds_var('COMP_KAGGLE_POLL', 5) if poll is None else poll
     deadline = time.time() + wait
     while time.time() < deadline:
-        sub = next((s for s in list_submissions(a, comp.name) if str(s['ref']) == str(res.ref)), None)
+        sub = next((s for s in list_submissions(a, name) if str(s['ref']) == str(rec['ref'])), None)
         if sub and sub['status'] != 'PENDING':
             rec.update(status=sub['status'], public_score=sub['public_score'], error=sub.get('error') or None)
             break
-        echo(f'waiting for Kaggle to score submission {res.ref} ({int(deadline - time.time())}s left)')
+        echo(f'waiting for Kaggle to score submission {rec["ref"]} ({int(deadline - time.time())}s left)')
         time.sleep(poll)
-    _record(file, rec)
     return rec
 
 
@@ -330,11 +345,15 @@ def _submit_once(a, file, message, name):
     return res
 
 
-def _record(file, rec):
-    side = submission.read_sidecar(file)
+def _record(file, rec): _record_sidecar(submission.sidecar_path(file), rec)
+
+
+def _record_sidecar(path, rec):
+    """Add or update Kaggle's record `rec` (by its ref) in the submission record at `path`."""
+    side = read_json(path) if Path(path).exists() else {}
     side.setdefault('kaggle', [])
     side['kaggle'] = [k for k in side['kaggle'] if k.get('ref') != rec['ref']] + [dict(rec)]
-    write_json(submission.sidecar_path(file), side)
+    write_json(path, side)
 
 
 def list_submissions(a, name):
@@ -366,11 +385,14 @@ def notebook_archs(nb):
     return list(meta.get('comp', {}).get('archs', []))
 
 
-def push_notebook(nb, gpu=True, private=True, internet=False, weights=None, wheelhouse=None, workdir='.', echo=print):
+def push_notebook(nb, gpu=True, private=True, internet=False, weights=None, wheelhouse=None, workdir='.', echo=print,
+                  runs=None, kernel_source=None, submission_name=None):
     """Push `nb` as a Kaggle kernel with the competition and the library dataset attached (pushed first).
 
     With internet off, every pretrained weight it needs comes from the weights dataset (`weights`, default
-    USER/comp-weights), which `push_weights` must have filled with the notebook's recipes."""
+    USER/comp-weights), which `push_weights` must have filled with the notebook's recipes. An inference notebook
+    (nbs/06) gets the runs to predict with: the dataset `runs` (default: USER/comp-runs once `push_runs` pushed it),
+    or another notebook's output (`kernel_source`, USER/SLUG); `submission_name` is the ensemble it repeats."""
     from fastkaggle.core import nb_meta
     nb = Path(nb)
     if not nb.is_file(): raise KaggleError(f'{nb}: no such notebook (they live in nbs/, e.g. nbs/01-first-steps.ipynb)')
@@ -387,6 +409,8 @@ def push_notebook(nb, gpu=True, private=True, internet=False, weights=None, whee
                               f'dataset {slug} was not pushed with them: run `comp push-weights {" ".join(missing)}` '
                               'first, or push with --internet')
         if notebook_archs(nb): datasets.append(slug)
+    sources = _runs_sources(nb, user, runs, kernel_source, submission_name)
+    datasets += sources['datasets']
     datasets.insert(0, push_library(a, user, wheelhouse=wheelhouse, echo=echo))
     slug = nb.stem.lower().replace('_', '-')
     with tempfile.TemporaryDirectory() as tmp:
@@ -394,14 +418,48 @@ def push_notebook(nb, gpu=True, private=True, internet=False, weights=None, whee
         # The notebook works on the workspace's competition, scored by its metric (offline, the API cannot say).
         kernel.set_parameter(Path(tmp) / nb.name, 'competition', comp.name)
         kernel.set_parameter(Path(tmp) / nb.name, 'metric', comp.metric)
+        if sources['submission']: kernel.set_parameter(Path(tmp) / nb.name, 'submission', sources['submission'])
         meta = nb_meta(user, slug, nb.stem.replace('_', ' ').replace('-', ' ').title(), nb.name,
                        private=private, gpu=gpu, internet=internet, linked_datasets=datasets)
         meta['competition_sources'] = [comp.name]  # Kaggle's kernel metadata takes competition slugs
+        meta['kernel_sources'] = sources['kernels']
         (Path(tmp) / 'kernel-metadata.json').write_text(json.dumps(meta, indent=2))
         res = call(f'push notebook {nb.name}', a.kernels_push, tmp)
     if getattr(res, 'error', None): raise KaggleError(f'Kaggle refused the notebook: {res.error}')
-    return {'kernel': f'{user}/{slug}', 'url': getattr(res, 'url', None), 'version': getattr(res, 'version_number', None),
-            'dataset': datasets[0], 'datasets': datasets, 'internet': internet}
+    out = {'kernel': f'{user}/{slug}', 'url': getattr(res, 'url', None), 'version': getattr(res, 'version_number', None),
+           'dataset': datasets[0], 'datasets': datasets, 'internet': internet, 'kernel_sources': sources['kernels'],
+           'submission': sources['submission'], 'runs': sources['runs']}
+    _remember('kernels', out['kernel'], lambda old: [*(old or []), {k: out[k] for k in ('version', 'submission', 'runs', 'datasets', 'kernel_sources')}])
+    return out
+
+
+def _runs_sources(nb, user, runs, kernel_source, submission_name):
+    """What an inference notebook predicts with: {'datasets', 'kernels', 'submission', 'runs'}; nothing for others."""
+    none = {'datasets': [], 'kernels': [], 'submission': None, 'runs': []}
+    if not json.loads(Path(nb).read_text()).get('metadata', {}).get('comp', {}).get('inference'):
+        if runs or kernel_source or submission_name:
+            raise CompError(f'{Path(nb).name} trains its own runs: --runs, --kernel-source and --submission are for the '
+                            'inference notebook (nbs/06-inference.ipynb)')
+        return none
+    pushed = _pushed()
+    if kernel_source:
+        if kernel_source.count('/') != 1: raise CompError(f'--kernel-source {kernel_source}: give the notebook as USER/SLUG')
+        if not submission_name: raise CompError('name the submission the notebook repeats with --submission NAME '
+                                                f'(one that {kernel_source} wrote in its submissions/)')
+        return {**none, 'kernels': [kernel_source], 'submission': submission_name}
+    slug = runs or f'{user}/{RUNS_DATASET}'
+    manifest = pushed.get(slug)
+    if manifest is None:
+        raise KaggleError(f'{Path(nb).name} predicts with pushed runs, and dataset {slug} was not pushed from here: run '
+                          '`comp push-runs SUBMISSION` first, or attach a training notebook\'s output with --kernel-source USER/SLUG')
+    name = submission_name or manifest.get('default')
+    subs = manifest.get('submissions', {})
+    if name in subs: behind = subs[name]['runs']
+    elif name in manifest.get('runs', {}): behind = [name]
+    else:
+        raise CompError(f'dataset {slug} holds no submission or run {name!r}: push it with `comp push-runs {name}`'
+                        if name else f'dataset {slug} holds runs but no submission: name one with --submission RUN')
+    return {**none, 'datasets': [slug], 'submission': name, 'runs': behind}
 
 
 def _push_dataset(a, slug, folder, comment, dir_mode='zip', echo=print):
@@ -428,6 +486,88 @@ def push_library(a, user, wheelhouse=None, echo=print):
 
 def _pushed_record():
     return competition.state_dir() / 'kaggle-datasets.json'
+
+
+def _pushed(what='datasets'):
+    """What was pushed from here: datasets (slug -> manifest) or kernels (USER/SLUG -> versions)."""
+    f = _pushed_record() if what == 'datasets' else competition.state_dir() / 'kaggle-kernels.json'
+    return read_json(f) if f.exists() else {}
+
+
+def _remember(what, key, update):
+    """Record in the `what` record (see _pushed) that `key` is now update(what it was)."""
+    f = _pushed_record() if what == 'datasets' else competition.state_dir() / 'kaggle-kernels.json'
+    rec = _pushed(what)
+    rec[key] = update(rec.get(key))
+    write_json(f, rec)
+
+
+def push_runs(names, dataset=None, workdir='.', echo=print):
+    """Pack what prediction needs of `names` (runs, CV groups, submissions: exactly the ensemble behind a submission)
+    as the dataset USER/comp-runs (or `dataset`), for an inference notebook; a new version keeps what earlier pushes
+    from here put in it and adds what changed, and a push that would change nothing is skipped. Return the manifest."""
+    from . import bundle
+    if not names: raise CompError('name the submissions, runs or CV groups to push, e.g. comp push-runs ensemble-3runs')
+    bundle.sources(names, workdir)   # every name checked before Kaggle is asked anything
+    a = api()
+    user = a.config_values.get(a.CONFIG_NAME_USER)
+    if not user: raise KaggleError(f'no Kaggle username known: {CREDS_HELP}')
+    slug = dataset or f'{user}/{RUNS_DATASET}'
+    if slug.count('/') != 1: raise CompError(f'--dataset {slug}: give it as USER/SLUG')
+    prev = _pushed().get(slug)
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = bundle.pack(names, tmp, workdir, keep=prev)
+        added = [r for r, files in manifest['runs'].items() if (prev or {}).get('runs', {}).get(r) != files]
+        if bundle.same(prev, manifest):
+            echo(f'{slug} already holds these runs and submissions: nothing pushed')
+            return {'dataset': slug, 'pushed': False, 'added': [], **manifest}
+        _push_dataset(a, slug, tmp, f'runs: {", ".join(added) or "submissions only"}', dir_mode='tar', echo=echo)
+    _remember('datasets', slug, lambda old: manifest)
+    return {'dataset': slug, 'pushed': True, 'added': added, **manifest}
+
+
+def submit_kernel(kernel_ref, message, version=None, wait=300, poll=None, workdir='.', echo=print, data=None):
+    """Submit version `version` (default: the latest) of the notebook `kernel_ref` (USER/SLUG) to the workspace's code
+    competition, wait for its score, and record it with the runs behind it (as `comp push-notebook` pushed them)."""
+    comp = competition.find(data, workdir=workdir, check_images=False)
+    if str(kernel_ref).count('/') != 1: raise CompError(f'--kernel {kernel_ref}: give the notebook as USER/SLUG')
+    a = api()
+    ref = kernel_ref if version is None else f'{kernel_ref}/{version}'
+    what = f'version {version} of {kernel_ref}' if version is not None else f'the latest version of {kernel_ref}'
+    st = call(f'check the notebook {ref}', a.kernels_status, ref)
+    status = getattr(st.status, 'name', str(st.status))
+    if status == 'ERROR':
+        why = getattr(st, 'failure_message', None)
+        raise KaggleError(f'{what} failed on Kaggle{f" ({why})" if why else ""}: fix it, push it again with '
+                          '`comp push-notebook`, and submit the new version')
+    if status != 'COMPLETE':
+        raise KaggleError(f'{what} has not finished running on Kaggle ({status.lower()}): submit it once it is complete')
+    res = call(f'submit the notebook {kernel_ref} to {comp.name}', a.competition_submit_code, SUBMISSION_FILE, message,
+               comp.name, kernel_ref, version, quiet=True)
+    versions = _pushed('kernels').get(kernel_ref) or []
+    pushed = next((v for v in reversed(versions) if version is None or v.get('version') == version), {})
+    rec = {'competition': comp.name, 'message': message, 'ref': res.ref, 'kernel': kernel_ref,
+           'version': version if version is not None else pushed.get('version'),
+           'submitted_at': time.strftime('%Y-%m-%d %H:%M:%S'), 'status': 'PENDING', 'public_score': None}
+    side = _kernel_sidecar(kernel_ref, rec['version'], pushed, workdir)
+    _record_sidecar(side, rec)
+    _await(a, comp.name, rec, wait, poll, echo)
+    _record_sidecar(side, rec)
+    return {**rec, 'runs': read_json(side).get('runs', [])}
+
+
+SUBMISSION_FILE = 'submission.csv'   # what a code competition reads from a notebook's output
+
+
+def _kernel_sidecar(kernel_ref, version, pushed, workdir):
+    """The record a kernel submission goes in: the local submission the notebook repeats, when there is one; else a
+    record of its own (submissions/SLUG-vN.json) naming the runs behind it, so `comp submissions` shows them."""
+    folder = Path(workdir) / submission.SUBMISSIONS_DIR
+    name = pushed.get('submission')
+    if name and (folder / f'{name}.json').is_file(): return folder / f'{name}.json'
+    side = folder / f'{kernel_ref.split("/")[1]}-v{version if version is not None else "latest"}.json'
+    if not side.exists(): write_json(side, {'kernel': kernel_ref, 'version': version, 'runs': pushed.get('runs', [])})
+    return side
 
 
 def _missing_weights(slug, archs):

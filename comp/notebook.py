@@ -5,7 +5,7 @@ from pathlib import Path
 
 from . import competition, kaggle, kernel, runs, sample, submission
 from .errors import ConfigError, KaggleError
-from .files import atomic_path
+from .files import atomic_dir, atomic_path
 
 # The sample's size in smoke mode: Paddy Doctor's ~100 training images and 35 test images. Other competitions' samples
 # are written 'small': about as many (40 test images), and unlike a fraction it keeps enough images per class for a
@@ -74,6 +74,27 @@ def train(cfg, workdir='.', quiet=False, procs=None):
         print(f'{run.name}: resuming')
         return tr.train(None, workdir=workdir, resume=run, quiet=quiet)
     return tr.train(cfg, workdir=workdir, quiet=quiet)
+
+
+SMOKE_RUNS = 'smoke-runs'   # smoke mode's stand-in for an attached runs dataset
+
+
+def inference_runs(smoke=False, workdir='.'):
+    """The folder the inference notebook predicts from: the attached runs (a `comp push-runs` dataset, or a training
+    notebook's output); in smoke mode without them, a tiny run trained, predicted and packed here as push-runs packs
+    it, so the path from packing to prediction runs in comp's tests too."""
+    from . import bundle
+    found = kernel.runs_dir(workdir)
+    if found is not None: return found
+    if not smoke:
+        raise ConfigError('no runs attached to predict with: `comp push-runs SUBMISSION`, then `comp push-notebook '
+                          'nbs/06-inference.ipynb` (which attaches them), or attach a training notebook\'s output')
+    dest = Path(workdir) / SMOKE_RUNS
+    if not (dest / bundle.MANIFEST).exists():
+        from .predict import predict
+        rec = predict(train(config('test_convnext', smoke=True, workdir=workdir), workdir=workdir, quiet=True), workdir=workdir)
+        with atomic_dir(dest) as tmp: bundle.pack([Path(rec['submission']).stem], tmp, workdir)
+    return dest
 
 
 def write_submission(result, workdir='.'):

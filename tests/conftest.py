@@ -1,6 +1,15 @@
+import io
+import json
+import os
+import re
 import shutil
-from contextlib import contextmanager
+import subprocess
 import sys
+import sysconfig
+import tarfile
+import zipfile
+from contextlib import contextmanager
+from importlib.metadata import distributions
 from pathlib import Path
 
 import pytest
@@ -157,3 +166,40 @@ def tmpfs(path, options='size=1m', why='needs root'):
         pytest.skip(f'cannot mount a tmpfs ({options}) here ({why})')
     try: yield path
     finally: subprocess.run(['umount', str(path)])
+
+
+# Running notebooks as Kaggle runs them: shared by test_notebooks and test_code_competition.
+def execute(nb, out, cwd, kernel, env=None, **params):
+    """Run `nb` with papermill (parameters injected after its `parameters` cell) in a fresh kernel."""
+    cmd = [sys.executable, '-m', 'papermill', str(nb), str(out), '-k', kernel, '--cwd', str(cwd), '--no-progress-bar']
+    for k, v in params.items(): cmd += ['-p', k, str(v)]
+    r = subprocess.run(cmd, env=env or os.environ.copy(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return json.loads(Path(out).read_text())
+
+
+def unpack(files, dest):
+    """A dataset as a Kaggle notebook sees it: uploaded files as they are, uploaded folders (archives) unpacked."""
+    dest.mkdir(parents=True)
+    for name, data in files.items():
+        if name.endswith('.zip'):
+            with zipfile.ZipFile(io.BytesIO(data)) as z: z.extractall(dest / name[:-4])
+        elif name.endswith('.tar'):
+            with tarfile.open(fileobj=io.BytesIO(data)) as t: t.extractall(dest / name[:-4], filter='data')
+        else: (dest / name).write_bytes(data)
+
+
+def fresh_env(root, hidden):
+    """A venv that sees this environment's packages through symlinks, except the `hidden` distributions."""
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(root)], check=True)
+    site = Path(sysconfig.get_paths()['purelib'])
+    mine = Path(subprocess.run([str(root / 'bin' / 'python'), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    skip = {'__pycache__'}
+    # Distributions as installed in site-packages (not a source tree on PYTHONPATH), and every top-level file of each.
+    dists = {re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d for d in distributions(path=[str(site)])}
+    for n in hidden:
+        skip |= {Path(f).parts[0] for f in dists[n].files or [] if not str(f).startswith('..')}
+    for p in site.iterdir():
+        if p.name not in skip: (mine / p.name).symlink_to(p)
+    return root / 'bin' / 'python'

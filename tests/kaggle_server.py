@@ -27,12 +27,13 @@ class FakeKaggle:
         self.blob_names = {}        # token -> the uploaded file's name
         self.submissions = []       # dicts
         self.kernels, self.datasets = [], {}
+        self.kernel_runs = {}       # (USER/SLUG, version) -> {'status': 'COMPLETE'|'ERROR'|..., 'output': submission bytes}
         self.failures = []          # [{'method': name, 'status': code, 'times': n}]
         self.calls = []             # (method, auth user) in order
         self.pending_polls = 1      # ListSubmissions answers PENDING this many times first
         self.lock = threading.Lock()
 
-    def add_competition(self, name, folder, metric='Categorization Accuracy'):
+    def add_competition(self, name, folder, metric='Categorization Accuracy', code=False):
         """Serve `folder` (a competition in Kaggle's layout) as NAME.zip; score by `metric` (Kaggle's evaluationMetric
         text; None: the API names none, scored as accuracy) against its solution.csv, in the submission's format."""
         folder = Path(folder)
@@ -41,7 +42,7 @@ class FakeKaggle:
         with zipfile.ZipFile(buf, 'w') as z:
             for f in sorted(folder.rglob('*')):
                 if f.is_file() and f.name != 'solution.csv': z.write(f, f.relative_to(folder).as_posix())
-        self.competitions[name] = {'zip': buf.getvalue(), 'metric': metric,
+        self.competitions[name] = {'zip': buf.getvalue(), 'metric': metric, 'code': code,
                                    'solution': pd.read_csv(folder / 'solution.csv', dtype=str, keep_default_na=False)}
 
     def fail(self, method, status, times=1):
@@ -221,8 +222,40 @@ class FakeKaggle:
 
     def h_SaveKernel(self, req, user):
         self.kernels.append(req)
-        slug = req.get('slug')
-        return self._ok({'ref': slug, 'url': f'http://localhost/code/{slug}', 'versionNumber': len(self.kernels)})
+        slug = req.get('slug')   # USER/SLUG
+        version = sum(k.get('slug') == slug for k in self.kernels)
+        self.kernel_runs[(slug, version)] = {'status': 'RUNNING', 'output': None}   # until a test runs it
+        return self._ok({'ref': slug, 'url': f'http://localhost/code/{slug}', 'versionNumber': version})
+
+    def _kernel_run(self, owner, slug, version):
+        """(version, its run) of kernel OWNER/SLUG: `version` (an int, 'vN' or None for the latest), or (None, None)."""
+        ref = f'{owner}/{slug}'
+        versions = sorted(v for k, v in self.kernel_runs if k == ref)
+        if not versions: return None, None
+        v = versions[-1] if version in (None, '') else int(str(version).lstrip('v'))
+        return v, self.kernel_runs.get((ref, v))
+
+    def h_GetKernelSessionStatus(self, req, user):
+        v, run = self._kernel_run(req.get('userName'), req.get('kernelSlug'), req.get('versionLabel'))
+        if run is None: return self._notfound('kernel')
+        return self._ok({'status': run['status'], **({'failureMessage': run['error']} if run.get('error') else {})})
+
+    def h_CreateCodeSubmission(self, req, user):
+        name = req.get('competitionName')
+        c = self.competitions.get(name)
+        if c is None: return self._notfound('competition')
+        if not c['code']:
+            return 400, {'code': 400, 'message': f'{name} takes CSV submissions, not notebooks'}, 'application/json', None
+        v, run = self._kernel_run(req.get('kernelOwner'), req.get('kernelSlug'), req.get('kernelVersion'))
+        if run is None: return self._notfound('kernel')
+        if run['status'] != 'COMPLETE':
+            return 400, {'code': 400, 'message': f'kernel version {v} is not complete'}, 'application/json', None
+        ref = 1000 + len(self.submissions)
+        # Kaggle re-runs the notebook on the hidden test set: here the output a test made in the kernel's world
+        self.submissions.append({'ref': ref, 'competition': name, 'user': user, 'data': run['output'], 'polls': 0,
+                                 'description': req.get('submissionDescription', ''), 'kernel': (req.get('kernelSlug'), v),
+                                 'date': datetime.now(timezone.utc).replace(tzinfo=None)})
+        return self._ok({'message': 'Successfully submitted', 'ref': ref})
 
 
 # --- scoring, as Kaggle's grader does it (scikit-learn on the truth and the submission, matched by id) ---------------

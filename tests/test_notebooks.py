@@ -1,27 +1,23 @@
 """The notebooks in nbs/: each executed top to bottom in a real Jupyter kernel with smoke=True, and one run the way
 Kaggle runs it after `comp push-notebook`: offline, comp installed from the attached library dataset."""
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import sysconfig
-import tarfile
-import zipfile
-from importlib.metadata import distributions
 from pathlib import Path
 
 import pytest
 
 from comp import competition, kaggle, kernel, notebook, runs, submission, wheels, zoo
-from conftest import comp_cli, kernel_spec, tmpfs
+from conftest import comp_cli, execute, fresh_env, kernel_spec, tmpfs, unpack
 from kaggle_server import FakeKaggle, client_env
 
 NAME = 'paddy-disease-classification'
 NBS = sorted((Path(__file__).parent.parent / 'nbs').glob('*.ipynb'))
-RUNS = {'01-first-steps': 1, '02-small-models': 3, '03-scaling-up': 2, '04-multi-target': 2, '05-auto': 1}
+RUNS = {'01-first-steps': 1, '02-small-models': 3, '03-scaling-up': 2, '04-multi-target': 2, '05-auto': 1,
+        '06-inference': 1}
 
 
 def cells(nb): return json.loads(Path(nb).read_text())['cells']
@@ -47,15 +43,6 @@ def test_committed_without_outputs_parameters_first_install_cell_and_archs_decla
     named = {n for c in code for n in re.findall(r"'([a-z0-9_]+)'", src(c)) if n in zoo.RECIPES}
     # push-notebook --no-internet checks the weights dataset against what a notebook declares it trains
     assert set(kaggle.notebook_archs(nb)) == {n for n in named if not n.startswith('test_')}
-
-
-def execute(nb, out, cwd, kernel, env=None, **params):
-    """Run `nb` with papermill (parameters injected after its `parameters` cell) in a fresh kernel."""
-    cmd = [sys.executable, '-m', 'papermill', str(nb), str(out), '-k', kernel, '--cwd', str(cwd), '--no-progress-bar']
-    for k, v in params.items(): cmd += ['-p', k, str(v)]
-    r = subprocess.run(cmd, env=env or os.environ.copy(), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-4000:]
-    return json.loads(Path(out).read_text())
 
 
 @pytest.mark.slow
@@ -147,33 +134,6 @@ def hub_model(hub, repo, body=None):
     if body is None: (snap / 'model.safetensors').write_bytes(b'stand-in')
     else: save_file({k: v.contiguous() for k, v in body.state_dict().items()}, snap / 'model.safetensors')
     return snap / 'model.safetensors'
-
-
-def unpack(files, dest):
-    """A dataset as a Kaggle notebook sees it: uploaded files as they are, uploaded folders (archives) unpacked."""
-    dest.mkdir(parents=True)
-    for name, data in files.items():
-        if name.endswith('.zip'):
-            with zipfile.ZipFile(io.BytesIO(data)) as z: z.extractall(dest / name[:-4])
-        elif name.endswith('.tar'):
-            with tarfile.open(fileobj=io.BytesIO(data)) as t: t.extractall(dest / name[:-4], filter='data')
-        else: (dest / name).write_bytes(data)
-
-
-def fresh_env(root, hidden):
-    """A venv that sees this environment's packages through symlinks, except the `hidden` distributions."""
-    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(root)], check=True)
-    site = Path(sysconfig.get_paths()['purelib'])
-    mine = Path(subprocess.run([str(root / 'bin' / 'python'), '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
-                               capture_output=True, text=True, check=True).stdout.strip())
-    skip = {'__pycache__'}
-    # Distributions as installed in site-packages (not a source tree on PYTHONPATH), and every top-level file of each.
-    dists = {re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d for d in distributions(path=[str(site)])}
-    for n in hidden:
-        skip |= {Path(f).parts[0] for f in dists[n].files or [] if not str(f).startswith('..')}
-    for p in site.iterdir():
-        if p.name not in skip: (mine / p.name).symlink_to(p)
-    return root / 'bin' / 'python'
 
 
 @pytest.mark.slow
