@@ -360,7 +360,7 @@ def push_notebook(nb: Path = typer.Argument(..., help='A notebook from nbs/.'),
 
     Example: comp push-weights resnet26d && comp push-notebook nbs/01-first-steps.ipynb --no-internet
     Code competition: comp push-runs ENSEMBLE && comp push-notebook nbs/06-inference.ipynb"""
-    from .kaggle import push_notebook as push
+    from .push import push_notebook as push
     out = push(nb, gpu=gpu, private=private, internet=internet, weights=weights, echo=lambda m: typer.echo(m, err=True),
                runs=runs, kernel_source=kernel_source, submission_name=submission)
     also = f', kernel sources {", ".join(out["kernel_sources"])}' if out['kernel_sources'] else ''
@@ -376,7 +376,7 @@ def push_runs(name: List[str] = typer.Argument(..., help='Submissions (their ens
     pushed before; a push that changes nothing is skipped.
 
     Example: comp push-runs ensemble-3runs-RUN && comp push-notebook nbs/06-inference.ipynb"""
-    from .kaggle import push_runs as push
+    from .push import push_runs as push
     out = push(name, dataset=dataset, echo=lambda m: typer.echo(m, err=True))
     if out['pushed']: typer.echo(f'pushed {out["dataset"]}: {len(out["runs"])} runs ({len(out["added"])} new or changed), '
                                  f'submissions {", ".join(out["submissions"]) or "none"}')
@@ -389,7 +389,7 @@ def push_weights(arch: List[str] = typer.Argument(..., help='Recipes from `comp 
     """Push the recipes' pretrained weights (Hugging Face hub cache files) as a Kaggle dataset for offline notebooks.
 
     Example: comp push-weights convnext_large vit_large swin_large swinv2_large"""
-    from .kaggle import push_weights as push
+    from .push import push_weights as push
     out = push(arch, dataset=dataset, echo=lambda m: typer.echo(m, err=True))
     typer.echo(f'pushed {out["dataset"]} with the weights of {", ".join(out["archs"])}')
 

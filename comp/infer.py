@@ -155,7 +155,7 @@ def _cost_fn(members, decode, cost, n):
     return f
 
 
-def predict(name=None, runs_from='.', comp=None, out='.', time_limit=None, workdir=None, echo=print):
+def predict(name=None, runs_from='.', comp=None, out='.', time_limit=None, workdir='.', echo=print):
     """Predict the competition's current test set with the submission (or run) `name` from `runs_from`, with its
     members, weights and TTA, within `time_limit` seconds (None: no limit) from this call; write out/submission.csv
     (validated), out/predictions.csv (the probabilities) and out/submission.json (what was used and dropped, and
@@ -166,11 +166,11 @@ def predict(name=None, runs_from='.', comp=None, out='.', time_limit=None, workd
     from . import competition
     from .ensemble import combine
     started = time.time()
-    comp = comp or competition.find(workdir=workdir or out)
+    comp = comp or competition.find(workdir=workdir)
     name, record = source(name, runs_from)
     tta, beta = int(record.get('tta') or 0), record.get('beta') if record.get('beta') is not None else BETA
     record = _with_weight(record)
-    members, items = _load(record, runs_from, comp, workdir or out, echo)
+    members, items = _load(record, runs_from, comp, workdir, echo)
     n = len(items)
     fixed = 'stack' in record   # a model fitted on every member's outputs needs them all
     decode, cost = _calibrate([m for mem in members for m in mem[3]])

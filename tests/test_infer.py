@@ -10,6 +10,7 @@ import pytest
 
 from comp import ensemble, infer, predict, runs, submission
 from comp.errors import CompError
+from conftest import comp_cli, one_line
 
 
 def digest(folder):
@@ -49,7 +50,7 @@ def test_tta_is_seeded_per_model_and_pass_so_dropping_a_member_keeps_the_others(
     one.mkdir(), two.mkdir()
     quiet = lambda m: None
     r1 = infer.predict('infer-ens-tta', runs_from=ws, out=one, workdir=ws, echo=quiet)
-    r2 = infer.predict('infer-ens-tta', runs_from=ws, out=two, workdir=ws, echo=quiet)
+    infer.predict('infer-ens-tta', runs_from=ws, out=two, workdir=ws, echo=quiet)
     assert r1['tta'] == 2 and (one / infer.OUT_PROBS).read_text() == (two / infer.OUT_PROBS).read_text()
     # TTA passes differ from the plain prediction (the augmentations ran)
     plain = pd.read_csv(ws / 'submissions' / 'infer-ens.csv')
@@ -96,3 +97,14 @@ def test_unknown_names_are_one_line(two_runs, tmp_path):
     ws, *_ = two_runs
     with pytest.raises(CompError, match='holds no submission or run'): infer.source('nothing-here', ws)
     with pytest.raises(CompError, match='has no default'): infer.source(None, tmp_path)
+
+
+@pytest.mark.slow
+def test_comp_infer_estimates_and_predicts_from_the_command_line(ens, tmp_path):
+    ws, a, b, rec, _ = ens
+    r = comp_cli('infer', 'infer-ens-tta', '--estimate', '1000', cwd=ws)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'infer-ens-tta: 1000 images' in r.stdout and all(f'with TTA {t}' in r.stdout for t in (2, 1, 0))
+    r = comp_cli('infer', 'infer-ens', '--out', tmp_path, cwd=ws)
+    assert r.returncode == 0 and (tmp_path / infer.OUT_CSV).read_text() == Path(rec['submission']).read_text(), r.stderr[-2000:]
+    one_line(comp_cli('infer', 'no-such', cwd=ws), 'holds no submission or run', 'comp push-runs no-such')

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from comp import competition, kaggle, kernel, notebook, runs, submission, wheels, zoo
+from comp import competition, kernel, notebook, push, runs, submission, wheels, zoo
 from conftest import comp_cli, execute, fresh_env, kernel_spec, tmpfs, unpack
 from kaggle_server import FakeKaggle, client_env
 
@@ -42,7 +42,7 @@ def test_committed_without_outputs_parameters_first_install_cell_and_archs_decla
     assert all('from comp' not in src(c) for c in code[:install[0]])  # comp is installed before it is imported
     named = {n for c in code for n in re.findall(r"'([a-z0-9_]+)'", src(c)) if n in zoo.RECIPES}
     # push-notebook --no-internet checks the weights dataset against what a notebook declares it trains
-    assert set(kaggle.notebook_archs(nb)) == {n for n in named if not n.startswith('test_')}
+    assert set(push.notebook_archs(nb)) == {n for n in named if not n.startswith('test_')}
 
 
 @pytest.mark.slow
