@@ -203,3 +203,19 @@ def fresh_env(root, hidden):
     for p in site.iterdir():
         if p.name not in skip: (mine / p.name).symlink_to(p)
     return root / 'bin' / 'python'
+
+
+def kaggle_world(fake, k, competition_dir, root, name):
+    """(working folder, pushed notebook, kernel env) of kernel `k` as Kaggle runs it, from what `fake` received:
+    its datasets unpacked in root/input, the competition (no solution) attached as `name`, the notebook in
+    root/working, and an environment with no PYTHONPATH, proxies or credentials, and no pip config (with its extra
+    package sources)."""
+    for slug in k['datasetDataSources']: unpack(fake.dataset_files(slug), root / 'input' / slug.split('/')[1])
+    shutil.copytree(competition_dir, root / 'input' / name, ignore=shutil.ignore_patterns('solution.csv'))
+    (root / 'working').mkdir()
+    pushed = root / 'pushed.ipynb'
+    pushed.write_text(k['text'])
+    env = {'PATH': os.environ['PATH'], 'HOME': str(root / 'home'), 'JUPYTER_PATH': os.environ.get('JUPYTER_PATH', ''),
+           'KAGGLE_KERNEL_RUN_TYPE': 'Batch', 'HF_HUB_OFFLINE': '1', 'HF_HUB_CACHE': str(root / 'empty-hub'),
+           'COMP_STATE_DIR': str(root / 'cache'), 'PIP_CONFIG_FILE': os.devnull}
+    return root / 'working', pushed, env

@@ -3,7 +3,6 @@ notebook pushed with `comp push-notebook`, run in a kernel's world rebuilt from 
 (../input, no network, comp installed from the library dataset) on a hidden test set three times the local one, and
 the notebook version submitted with `comp submit --kernel`."""
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from comp import competition, config, ensemble, predict, runs, submission, train, wheels
 from comp.sample import write_sample
-from conftest import comp_cli, execute, fresh_env, kernel_spec, one_line, unpack
+from conftest import comp_cli, execute, fresh_env, kaggle_world, kernel_spec, one_line
 from kaggle_server import FakeKaggle, client_env
 
 NAME = 'paddy-disease-classification'
@@ -68,16 +67,8 @@ def test_runs_pushed_predict_a_hidden_test_set_in_a_kernel_and_the_version_is_su
 
         # The kernel's world, from what the server received: no network, comp not installed, the hidden test set.
         kg = tmp_path / 'kaggle'
-        for s in k['datasetDataSources']: unpack(fake.dataset_files(s), kg / 'input' / s.split('/')[1])
-        shutil.copytree(hidden, kg / 'input' / NAME, ignore=shutil.ignore_patterns('solution.csv'))
-        working = kg / 'working'
-        working.mkdir()
-        pushed = tmp_path / 'pushed.ipynb'
-        pushed.write_text(k['text'])
+        working, pushed, nb_env = kaggle_world(fake, k, hidden, kg, NAME)
         python = fresh_env(tmp_path / 'fresh', list(wheels.carried()) + ['comp'])
-        nb_env = {'PATH': os.environ['PATH'], 'HOME': str(tmp_path / 'nbhome'), 'JUPYTER_PATH': str(kernels),
-                  'KAGGLE_KERNEL_RUN_TYPE': 'Batch', 'HF_HUB_OFFLINE': '1', 'COMP_STATE_DIR': str(tmp_path / 'nbcache'),
-                  'PIP_CONFIG_FILE': os.devnull}
         spec = kernel_spec(kernels, 'kaggle-code', python)
         execute(pushed, tmp_path / 'out.ipynb', working, spec, env=nb_env)
 

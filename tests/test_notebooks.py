@@ -3,7 +3,6 @@ Kaggle runs it after `comp push-notebook`: offline, comp installed from the atta
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from comp import competition, kernel, notebook, push, runs, submission, wheels, zoo
-from conftest import comp_cli, execute, fresh_env, kernel_spec, tmpfs, unpack
+from conftest import comp_cli, execute, fresh_env, kaggle_world, kernel_spec, tmpfs
 from kaggle_server import FakeKaggle, client_env
 
 NAME = 'paddy-disease-classification'
@@ -167,19 +166,10 @@ def test_pushed_notebook_runs_as_kaggle_runs_it_offline(tmp_path, kernels, wheel
 
         # Kaggle's layout: attached data in ../input, the notebook in working, no network, no comp installed.
         kg = tmp_path / 'kaggle'
-        for slug in k['datasetDataSources']: unpack(fake.dataset_files(slug), kg / 'input' / slug.split('/')[1])
-        shutil.copytree(served, kg / 'input' / NAME, ignore=shutil.ignore_patterns('solution.csv'))
-        working = kg / 'working'
-        working.mkdir()
-        pushed = tmp_path / 'pushed.ipynb'
-        pushed.write_text(k['text'])
+        working, pushed, nb_env = kaggle_world(fake, k, served, kg, NAME)
         carried = list(wheels.carried())
         assert 'fastkaggle' in carried and not {'torch', 'fastai', 'timm', 'numpy'} & set(carried)
         python = fresh_env(tmp_path / 'fresh', carried + ['comp'])
-        # No PYTHONPATH, proxies or credentials pass through; pip reads no config (with its extra package sources).
-        nb_env = {'PATH': os.environ['PATH'], 'HOME': str(tmp_path / 'nbhome'), 'JUPYTER_PATH': str(kernels),
-                  'KAGGLE_KERNEL_RUN_TYPE': 'Batch', 'HF_HUB_OFFLINE': '1', 'HF_HUB_CACHE': str(tmp_path / 'empty-hub'),
-                  'COMP_STATE_DIR': str(tmp_path / 'nbcache'), 'PIP_CONFIG_FILE': os.devnull}
         for mod in ('comp', 'fastkaggle'):
             assert subprocess.run([str(python), '-c', f'import {mod}'], env=nb_env, cwd=tmp_path, capture_output=True).returncode != 0, mod
         assert subprocess.run([str(python), '-c', 'import fastai, timm, ipykernel'], env=nb_env, cwd=tmp_path).returncode == 0
