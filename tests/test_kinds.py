@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, log_loss, roc_auc_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from comp import competition, config, cv, ensemble, kaggle, predict, submission, train
+from comp import competition, config, cv, ensemble, infer, kaggle, predict, submission, train
 from comp.sample import write_sample
 from kaggle_server import FakeKaggle, client_env
 
@@ -124,6 +124,17 @@ def test_train_cv_predict_ensemble_score_and_submit(kind):
         if fmt == 'grade':
             lo, hi = comp.layout.range
             assert set(sub.iloc[:, 1].astype(int)) <= set(range(int(lo), int(hi) + 1))
+    # the inference notebook's engine, on the CV group's submission (its folds' models, thresholds chosen out of fold):
+    # the same submission as comp predict wrote
+    group_sub = predict.predict(group, workdir=ws)['submission']
+    out = ws / 'infer'
+    out.mkdir()
+    infer.predict(group_sub.stem, runs_from=ws, out=out, workdir=ws, echo=lambda m: None)
+    mine, theirs = submission.read(out / 'submission.csv'), submission.read(group_sub)
+    assert list(mine[id_col]) == list(theirs[id_col])
+    if fmt in ('prob', 'probs', 'number'):   # numbers: float32 models averaged in another order
+        np.testing.assert_allclose(mine.iloc[:, 1:].astype(float).to_numpy(), theirs.iloc[:, 1:].astype(float).to_numpy(), atol=1e-5)
+    else: assert mine.equals(theirs)
     rec = kaggle.submit(path, 'ensemble', wait=30, workdir=ws)
     assert rec['status'] == 'COMPLETE'
     assert float(rec['public_score']) == pytest.approx(scores[path.name], abs=1e-5)   # Kaggle shows 5 decimals
