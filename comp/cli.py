@@ -113,7 +113,10 @@ def train(cfg, resume: Optional[str] = typer.Option(None, help='Continue an inte
     from .distributed import is_main
     from .train import train as run_train
     run = run_train(cfg, resume=resume)
-    if not is_main(): return   # under a launcher, the first process speaks for the run
+    if is_main(): _trained(run)   # under a launcher, the first process speaks for the run
+
+
+def _trained(run):
     typer.echo(f'run: {run}')
     err, m = run.result['valid_error'], run.result.get('metric')
     typer.echo(f'validation error: {err:.4f}{_metric_note(m, err)}' if err is not None else run.result['no_validation'])
@@ -125,7 +128,19 @@ def _metric_note(metric, err):
 
 
 @app.command()
-@training_options('data', 'size', 'bs', 'lr', 'epochs', 'pretrained', 'weights', 'seed', 'workers')
+@training_options(*(n for n in FIELDS if n != 'teacher'))
+def distill(cfg, source: str = typer.Argument(..., metavar='TEACHER', help='The teacher: a submission (an ensemble) of CV groups, or a CV group.')):
+    """Train a student with soft targets from a teacher's out-of-fold probabilities (KL at --distill-t, blended with
+    the hard label by --distill-alpha), recorded as a normal run whose config names the teacher.
+
+    Example: comp distill submissions/ensemble-3runs-GROUP.csv --arch convnext_tiny (comp cv ARCH --teacher T: a group)"""
+    from dataclasses import replace
+    from .train import train as run_train
+    _trained(run_train(replace(cfg, teacher=source)))
+
+
+@app.command()
+@training_options('data', 'size', 'bs', 'lr', 'epochs', 'pretrained', 'weights', 'seed', 'workers', 'teacher', 'distill_t', 'distill_alpha')
 def cv(cfg, arch: Optional[str] = typer.Argument(None, help='A recipe from `comp zoo` or any timm model name (not with --resume).'),
        folds: Optional[int] = typer.Option(None, help='K: every fold of the shared K-fold split is trained (default 5).'),
        refit: bool = typer.Option(False, '--refit', help='Then train one model on every training image with the same epochs; its test predictions join the folds\'.'),

@@ -67,6 +67,10 @@ class TrainConfig:
     max_lighting: float = option(None, 'Largest brightness/contrast change (default 0.2).', cli=float)
     max_warp: float = option(None, 'Largest perspective warp (default 0.2).', cli=float)
     flip: bool = option(None, 'Random horizontal flips (default: on).', cli=bool, flag='--flip/--no-flip')
+    # Knowledge distillation (comp.distill): soft targets from a teacher's out-of-fold probabilities
+    teacher: str = option(None, 'Distil from this teacher: a CV group, or a submission of CV groups (comp distill).', cli=str)
+    distill_t: float = option(2.0, 'Distillation temperature (with --teacher).')
+    distill_alpha: float = option(0.5, "Weight of the teacher's soft targets against the hard label (with --teacher).")
     procs: int = option(None, 'Data-parallel processes, one per GPU (CPU processes without a GPU); the effective batch '
                               'is bs x accum x procs, the lr unchanged. Under torchrun / accelerate launch: theirs.', cli=int)
 
@@ -207,6 +211,8 @@ def _resolve_regularisers(out):
     number('mixup', lambda v: v >= 0, 'use an alpha of 0 (off) or more, such as 0.4')
     number('cutmix', lambda v: v >= 0, 'use an alpha of 0 (off) or more, such as 1.0')
     number('ema', lambda v: 0 <= v < 1, 'use a decay from 0 (off) to below 1, such as 0.998')
+    number('distill_t', lambda v: v > 0, 'use a temperature above 0, such as 2')
+    number('distill_alpha', lambda v: 0 <= v <= 1, 'use a weight from 0 (hard labels only) to 1 (soft targets only), such as 0.5')
     if out['mixup'] and out['cutmix']: raise ConfigError('--mixup and --cutmix: use one of them')
     if (out['mixup'] or out['cutmix']) and out['target'] != 'disease':
         raise ConfigError('--mixup/--cutmix mix one label per image: use them with --target disease')
@@ -263,7 +269,7 @@ def _schedule(chosen, recipe, pretrained):
 
 
 # What a run's identity does not depend on: where its images and weights came from, how they were loaded.
-NOT_IDENTITY = ('workers', 'images', 'weights', 'cache', 'sync_free', 'effective_bs')   # effective_bs: derived
+NOT_IDENTITY = ('workers', 'images', 'weights', 'cache', 'sync_free', 'effective_bs', 'teacher_images')   # the last two: derived
 
 
 def identity(c):
@@ -275,7 +281,8 @@ def identity(c):
 
 # What runs recorded before a setting existed trained with: the value that reproduces them.
 OLD_RECORDS = {'procs': 1, 'cache': True, 'sync_free': False, 'label_smoothing': 0.0, 'mixup': 0.0, 'cutmix': 0.0,
-               'ema': 0.0, 'keep': 'last', 'average_last': 0, 'sizes': None, **data.AUG}
+               'ema': 0.0, 'keep': 'last', 'average_last': 0, 'sizes': None, 'teacher': None, 'distill_t': 2.0,
+               'distill_alpha': 0.5, **data.AUG}
 
 
 def upgrade(c):

@@ -80,6 +80,9 @@ def training_learner(c, comp, run, workdir):
     if c['cutmix']:
         from fastai.callback.mixup import CutMix
         learn.add_cb(CutMix(c['cutmix']))
+    if c.get('teacher'):
+        from .distill import callback
+        learn.add_cb(callback(c, comp, workdir))
     if c['sync_free']:
         # No read back to the CPU per batch, so the CPU prepares the next batch while the GPU trains (comp.loop).
         # Opt-in until its GPU figures are measured (bench/README.md); on a CPU there is nothing to overlap.

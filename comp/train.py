@@ -73,6 +73,9 @@ def _check(c, comp, workdir):
     leaves no failed run (each setting's own check is in `config.resolve`)."""
     from . import distributed as dist
     dist.check_run(c)
+    if c['teacher']:
+        from . import distill
+        c['teacher_images'] = distill.check(c, comp, workdir)
     if c['pretrained'] and c['weights']: zoo.weights_file(c['arch'], c['weights'])
     if c['cache']:
         from .cache import budget
