@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from comp import blending, ensemble
+from comp import blending, ensemble, infer, report
 from comp.errors import CompError
 from conftest import comp_cli, one_line
 
@@ -214,7 +214,7 @@ def test_greedy_from_the_command_line_records_its_selection_and_the_error_of_its
 
 
 @pytest.mark.slow
-def test_stack_records_a_model_that_combine_repeats_and_its_inner_cv_error(two_runs):
+def test_stack_records_a_model_that_combine_repeats_and_its_inner_cv_error(two_runs, tmp_path):
     ws, a, b = two_runs
     out = ensemble.ensemble([a, b], method='stack', name='stacked', workdir=ws)
     rec = json.loads((ws / 'submissions' / 'stacked.json').read_text())
@@ -231,6 +231,10 @@ def test_stack_records_a_model_that_combine_repeats_and_its_inner_cv_error(two_r
     probs = ensemble.combine(rec, [t.to_numpy() for t in tests])   # as a kernel repeats it, from the record alone
     sub = pd.read_csv(out['submission'], dtype=str).set_index('image_id')
     assert list(sub.loc[tests[0].index, 'label']) == [vocab[i] for i in probs.argmax(1)]
+    # the inference notebook's engine repeats it from the runs and the record; comp report reads the record
+    infer.predict('stacked', runs_from=ws, out=tmp_path, workdir=ws, echo=lambda m: None)
+    assert pd.read_csv(tmp_path / infer.OUT_CSV).equals(pd.read_csv(out['submission']))
+    assert report.report(['stacked'], out=tmp_path / 'report', workdir=ws).is_file()
 
 
 @pytest.mark.slow
