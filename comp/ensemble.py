@@ -17,6 +17,7 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=
     """Combine the runs' probabilities by `method` (average: equal or `blend` weights; search: searched weights;
     greedy: Caruana's selection; stack: a model on their outputs), report validation error, write the submission;
     return its record (`submission`: the path; runs, weights, errors, and what the method chose)."""
+    flag = '--search-weights' if search_weights else f'--method {method}'   # as the user asked, for messages
     method = _method(method, search_weights, blend)
     if len(run_names) < 2: raise CompError(f'an ensemble needs at least two runs, {len(run_names)} given: name two or more from `comp runs`')
     w = _weights(blend, len(run_names))
@@ -38,7 +39,6 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=
            'beta': beta if tta else None, 'shared_split': shared}
     valids = [v.set_index(id_col).sort_index() for _, v in preds]
     blind = [r.name for r, (_, v) in zip(rs, preds) if not len(v)]   # a refit, a --valid-pct 0 run: no validation set
-    flag = '--search-weights' if method == 'search' else f'--method {method}'
     if blind and method in FITTED:
         raise CompError(f'{flag} needs validation predictions, and {", ".join(blind)} has none (trained on every '
                         'image): ensemble runs with a validation set, or use --method average (--blend 2,1 sets weights)')

@@ -249,11 +249,12 @@ def test_methods_that_learn_from_validation_refuse_members_without_a_shared_one(
     (blind / 'preds_valid.csv').write_text((b / 'preds_valid.csv').read_text().splitlines()[0] + '\n')
     try:
         for method in ('search', 'greedy', 'stack'):
-            with pytest.raises(CompError, match=f'--method {method} needs runs that validate on the same images'
-                               if method != 'search' else '--search-weights needs runs that validate on the same images'):
+            with pytest.raises(CompError, match=f'--method {method} needs runs that validate on the same images'):
                 ensemble.ensemble([a, other], method=method, workdir=ws)
             with pytest.raises(CompError, match='needs validation predictions, and no-valid has none'):
                 ensemble.ensemble([a, blind], method=method, workdir=ws)
+        with pytest.raises(CompError, match='--search-weights needs runs that validate on the same images'):
+            ensemble.ensemble([a, other], search_weights=True, workdir=ws)
         assert 'valid_error' not in ensemble.ensemble([a, other], workdir=ws)   # an average needs no validation
     finally:
         shutil.rmtree(other)
