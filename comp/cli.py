@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 
+from .blending import ROUNDS
 from .config import BETA, TrainConfig, given
 from .errors import describe
 from .sample import LIKES
@@ -246,21 +247,31 @@ def validate(file: Path = typer.Argument(..., help='A submission CSV.'), data: O
 
 @app.command()
 def ensemble(run: List[str] = typer.Argument(..., help='Two or more run directories or names from `comp runs`.'),
+             method: Optional[str] = typer.Option(None, help='average (equal or --blend weights), search (weights searched on validation), '
+                                                  'greedy (Caruana\'s selection with replacement), stack (a logistic or ridge regression on the members\' outputs). Default: average.'),
              blend: Optional[str] = typer.Option(None, help='Comma-separated blend weights, one per run (default: equal).'),
-             search_weights: bool = typer.Option(False, '--search-weights', help='Pick weights that minimise validation error.'),
+             search_weights: bool = typer.Option(False, '--search-weights', help='Pick weights that minimise validation error (--method search).'),
+             rounds: int = typer.Option(ROUNDS, help='Rounds of --method greedy: members added, with replacement.'),
              tta: int = typer.Option(0, help='Use each run\'s TTA predictions with this many passes.'),
              beta: float = typer.Option(BETA, help='Weight of the plain pass in TTA.'),
              name: Optional[str] = typer.Option(None, help='Submission name.')):
-    """Average the probabilities of runs that share a vocab and write the ensemble's submission.
+    """Combine the probabilities of runs that share a vocab and write the ensemble's submission.
 
-    Example: comp ensemble RUN1 RUN2 RUN3 --tta 4 --search-weights"""
+    search, greedy and stack learn from validation predictions of the same images (CV groups: out-of-fold).
+    Example: comp ensemble RUN1 RUN2 RUN3 --tta 4 --method greedy"""
     from .ensemble import ensemble as run_ensemble
-    out = run_ensemble(run, blend=blend, name=name, tta=tta, beta=beta, search_weights=search_weights)
+    out = run_ensemble(run, blend=blend, name=name, tta=tta, beta=beta, search_weights=search_weights, method=method, rounds=rounds)
     _renamed(out)
     m = out['metric']
     for r, e in zip(out['runs'], out.get('run_valid_errors', [None] * len(out['runs']))):
         typer.echo(f'  {r}: validation {m} {_score(m, e)}')
-    typer.echo('weights: ' + ', '.join(f'{w:.3f}' for w in out['weights']))
+    if 'selection' in out:
+        typer.echo(f'greedy selection ({out["rounds"]} rounds): ' + ', '.join(f'{r} x{c}' for r, c in out['selection'].items()))
+    if 'stack' in out:
+        s = out['stack']
+        typer.echo(f'stacked {s["model"]} regression (C={s["C"]:g}), validation by {s["folds"]}-fold inner cross-validation')
+    else:
+        typer.echo('weights: ' + ', '.join(f'{w:.3f}' for w in out['weights']))
     if 'valid_error' in out:
         typer.echo(f'ensemble validation {m}: {_score(m, out["valid_error"])} (equal weights: {_score(m, out["equal_weights_error"])})')
     else:

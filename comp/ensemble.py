@@ -1,16 +1,25 @@
-"""Ensembles of runs: weighted averages of their probabilities, validated on the shared split."""
+"""Ensembles of runs: weighted averages of their probabilities (or a stacked model), validated on the shared split."""
 import numpy as np
 
 from . import competition, runs, submission
+from .blending import ROUNDS, STACK_C, STACK_FOLDS, combine_stack, greedy, stack, stackable
 from .config import BETA, split_key
 from .errors import CompError
 from .learner import error
 from .predict import check_complete, members, predictions
 
-def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=False, workdir='.'):
-    """Average the runs' probabilities (weighted by `blend`), report validation error, write the submission;
-    return its record (`submission`: the path; runs, weights, errors)."""
-    if len(run_names) < 2: raise CompError('an ensemble needs at least two runs')
+METHODS = ('average', 'search', 'greedy', 'stack')
+FITTED = METHODS[1:]   # the methods that learn from validation predictions
+
+
+def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=False, workdir='.', method=None,
+             rounds=ROUNDS, stack_c=STACK_C, stack_folds=STACK_FOLDS):
+    """Combine the runs' probabilities by `method` (average: equal or `blend` weights; search: searched weights;
+    greedy: Caruana's selection; stack: a model on their outputs), report validation error, write the submission;
+    return its record (`submission`: the path; runs, weights, errors, and what the method chose)."""
+    flag = '--search-weights' if search_weights else f'--method {method}'   # as the user asked, for messages
+    method = _method(method, search_weights, blend)
+    if len(run_names) < 2: raise CompError(f'an ensemble needs at least two runs, {len(run_names)} given: name two or more from `comp runs`')
     w = _weights(blend, len(run_names))
     rs = [runs.find(r, workdir) for r in run_names]
     for r in rs: check_complete(r)
@@ -18,6 +27,7 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=
     for r in rs[1:]:
         if r.vocab != vocab: raise CompError(f'run {r.name} has a different vocab from {rs[0].name}: it cannot be ensembled')
     comp = competition.find(rs[0].config['data'], workdir)
+    if method == 'stack': stackable(comp.task)
     id_col = comp.layout.id_col
     preds = [predictions(r, tta, beta, workdir, comp) for r in rs]
     tests = [t.set_index(id_col)[vocab].sort_index() for t, _ in preds]
@@ -25,29 +35,40 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=
         raise CompError('the runs predicted different test images: were they trained on different competitions?')
     cfgs = [r.config for r in rs]
     shared = all(split_key(c) == split_key(cfgs[0]) for c in cfgs)
-    out = {'runs': [r.name for r in rs], **members(rs), 'metric': comp.metric, 'tta': tta, 'beta': beta if tta else None, 'shared_split': shared}
+    out = {'runs': [r.name for r in rs], **members(rs), 'method': method, 'metric': comp.metric, 'tta': tta,
+           'beta': beta if tta else None, 'shared_split': shared}
     valids = [v.set_index(id_col).sort_index() for _, v in preds]
     blind = [r.name for r, (_, v) in zip(rs, preds) if not len(v)]   # a refit, a --valid-pct 0 run: no validation set
-    if blind and search_weights:
-        raise CompError(f'--search-weights needs validation predictions, and {", ".join(blind)} has none (trained on '
-                        'every image): set the weights with --blend 2,1 say, or ensemble runs with a validation set')
-    if shared and not blind and all(v.index.equals(valids[0].index) for v in valids):
+    if blind and method in FITTED:
+        raise CompError(f'{flag} needs validation predictions, and {", ".join(blind)} has none (trained on every '
+                        'image): ensemble runs with a validation set, or use --method average (--blend 2,1 sets weights)')
+    same = shared and not blind and all(v.index.equals(valids[0].index) for v in valids)
+    if not same and method in FITTED:
+        raise CompError(f'{flag} needs runs that validate on the same images (same --seed, --valid-pct, --folds, --fold; '
+                        'CV groups with the same --folds and --seed): retrain them so, or use --method average')
+    oof = None
+    if same:
         labels = valids[0]['label']
         vp = np.stack([v[vocab].to_numpy() for v in valids])
         err = lambda w: _err(vp, w, labels, vocab, comp)
         out['run_valid_errors'] = [_err(p[None], [1.0], labels, vocab, comp) for p in vp]
         out['equal_weights_error'] = err([1.0] * len(rs))
-        if search_weights:
-            w = search(err, len(rs))
-            out['search_gain'] = out['equal_weights_error'] - err(w)
-        out['valid_error'] = err(w)
-    elif search_weights:
-        raise CompError('--search-weights needs runs that share a validation split (same --seed, --valid-pct, --folds, --fold)')
+        if method == 'search': w = search(err, len(rs))
+        if method == 'greedy':
+            w = greedy(err, len(rs), rounds)
+            out.update(rounds=rounds, selection={r.name: c for r, c in zip(rs, w) if c})
+        if method == 'stack':   # weights stay equal (what reads only weights sees the plain average); `stack` decides
+            out['stack'], oof = stack(vp, labels, vocab, comp.task, stack_c, stack_folds)
     out['weights'] = [float(x) for x in np.asarray(w) / np.sum(w)]
-    probs = sum(wi * t for wi, t in zip(out['weights'], tests)).reset_index()
+    if same:
+        # the stack's error is of predictions by models that never saw the image (inner cross-validation)
+        ens = _frame(oof, labels, vocab) if oof is not None else _blend(vp, out['weights'], labels, vocab)
+        out['valid_error'] = error(ens, vocab, comp)
+        if method == 'search': out['search_gain'] = out['equal_weights_error'] - out['valid_error']
+    probs = _with_ids(combine(out, [t.to_numpy() for t in tests]), tests[0].index, vocab)
     params = {}
-    if 'valid_error' in out:   # thresholds chosen on the weighted validation predictions
-        params = comp.fit_decode(_blend(vp, out['weights'], labels, vocab), vocab)
+    if same:   # thresholds chosen on the combined validation predictions
+        params = comp.fit_decode(ens, vocab)
         if params: out['decode'] = params
     sub = submission.from_probs(comp, probs, vocab, params)
     default = f'ensemble-{len(rs)}runs-{rs[0].name}'
@@ -59,7 +80,24 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=
 def combine(record, probs):
     """An ensemble's probabilities (images x outputs) from its members' (`probs`, one array each in record['runs']
     order), as its submission record says they were combined: so a Kaggle kernel can repeat it on other images."""
+    if 'stack' in record: return combine_stack(record['stack'], probs)
     return np.tensordot(np.asarray(record['weights'], float), np.stack([np.asarray(p, float) for p in probs]), axes=1)
+
+
+def _method(method, search_weights, blend):
+    if search_weights and method not in (None, 'search'):
+        raise CompError(f'--search-weights is --method search: give one of --search-weights and --method {method}')
+    method = 'search' if search_weights else method or 'average'
+    if method not in METHODS: raise CompError(f'--method {method}: use one of {", ".join(METHODS)}')
+    if blend is not None and method != 'average':
+        raise CompError(f'--blend sets the weights of --method average; --method {method} chooses its own: give one of them')
+    return method
+
+
+def _with_ids(p, index, vocab):
+    """Outputs (images x outputs) as a frame with the id column first."""
+    import pandas as pd
+    return pd.DataFrame(p, columns=vocab, index=index).reset_index()
 
 
 def _weights(blend, n):
@@ -73,8 +111,11 @@ def _weights(blend, n):
 
 def _blend(vp, w, labels, vocab):
     """The validation frame of members' outputs `vp` (members x images x outputs) averaged with weights `w`."""
+    return _frame(np.tensordot(np.asarray(w, float) / np.sum(w), vp, axes=1), labels, vocab)
+
+
+def _frame(p, labels, vocab):
     import pandas as pd
-    p = np.tensordot(np.asarray(w, float) / np.sum(w), vp, axes=1)
     return pd.DataFrame(p, columns=vocab).assign(label=labels.to_numpy())
 
 
