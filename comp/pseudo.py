@@ -31,10 +31,15 @@ def test_probs(path, workdir='.'):
     comp = competition.find(rs[0].config['data'], workdir)
     tta, beta = rec.get('tta') or 0, rec.get('beta') if rec.get('beta') is not None else BETA
     vocab, id_col = rs[0].vocab, comp.layout.id_col
-    weights = rec.get('weights') or [1.0] * len(rs)
+    import numpy as np
+    import pandas as pd
+    from .ensemble import combine
+    weights = np.asarray(rec.get('weights') or [1.0] * len(rs), float)
     tests = [predictions(r, tta, beta, workdir, comp)[0].set_index(id_col)[vocab] for r in rs]
-    probs = sum(w * t.loc[tests[0].index] for w, t in zip(weights, tests)) / sum(weights)
-    return comp, probs, vocab
+    idx = tests[0].index
+    # as the submission combined them: weighted, or through its stacked model
+    probs = combine({**rec, 'weights': weights / weights.sum()}, [t.loc[idx].to_numpy() for t in tests])
+    return comp, pd.DataFrame(probs, index=idx, columns=vocab), vocab
 
 
 def pseudo(path, threshold=0.9, dest=None, workdir='.'):
