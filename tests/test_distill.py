@@ -75,3 +75,15 @@ def test_comp_distill_and_its_bad_teachers(teacher, tmp_path):
     fold.preds_file('valid').unlink()
     one_line(comp_cli('distill', group.name, '--arch', 'test_convnext', cwd=copy), 'out-of-fold predictions', fold.name)
     assert {p.name for p in (ws / 'runs').iterdir()} == before   # a refused teacher leaves no run behind
+
+
+@pytest.mark.slow
+def test_a_cv_group_of_students(teacher):
+    ws, group, _ = teacher
+    students = cv.cv(config.TrainConfig(arch='test_convnext', epochs=1, workers=0, teacher=group.name), folds=2,
+                     workdir=ws, quiet=True, echo=lambda *a: None)
+    for fold in students.members:
+        c = fold.config
+        n_train = len(competition.find(workdir=ws).train_df()) - len(data.valid_ids(competition.find(workdir=ws), ws, **split_key(c)))
+        assert c['teacher'] == group.name and c['teacher_images'] == {'with': n_train, 'without': 0}
+    assert students.result['valid_error'] is not None
