@@ -125,7 +125,7 @@ def _metric_note(metric, err):
 
 
 @app.command()
-@training_options('data', 'size', 'bs', 'lr', 'epochs', 'pretrained', 'weights', 'seed', 'workers')
+@training_options('data', 'size', 'bs', 'lr', 'epochs', 'pretrained', 'weights', 'seed', 'workers', 'drop', 'tracker')
 def cv(cfg, arch: Optional[str] = typer.Argument(None, help='A recipe from `comp zoo` or any timm model name (not with --resume).'),
        folds: Optional[int] = typer.Option(None, help='K: every fold of the shared K-fold split is trained (default 5).'),
        refit: bool = typer.Option(False, '--refit', help='Then train one model on every training image with the same epochs; its test predictions join the folds\'.'),
@@ -148,7 +148,7 @@ def cv(cfg, arch: Optional[str] = typer.Argument(None, help='A recipe from `comp
 
 
 @app.command()
-@training_options('data', 'size', 'pretrained', 'weights', 'seed', 'workers')
+@training_options('data', 'size', 'pretrained', 'weights', 'seed', 'workers', 'drop', 'tracker')
 def auto(cfg, hours: float = typer.Option(..., help='Time budget in hours, probes to submission (a Kaggle GPU notebook may run 12).'),
          submit: bool = typer.Option(False, '--submit', help='Submit the submission to Kaggle at the end.'),
          dry_run: bool = typer.Option(False, '--dry-run', help='Probe the candidates and print the plan; train nothing.'),
@@ -416,6 +416,21 @@ def report(name: List[str] = typer.Argument(None, help='Runs, CV groups or submi
     from .report import report as run_report
     page = run_report(name or (), out=out, echo=typer.echo)
     typer.echo(f'open {page}')
+
+
+@app.command()
+def suspects(group: str = typer.Argument(..., help='A CV group from `comp runs` (comp cv ARCH --folds 5).'),
+             top: int = typer.Option(20, help='How many of the worst to print (all are written).')):
+    """List the training images whose labels look wrong (cleanlab on the group's out-of-fold probabilities), worst
+    first, with the label each model that did not see it suggests; written to the group's suspects.csv.
+
+    Example: comp suspects GROUP, then comp train ... --drop runs/GROUP/suspects.csv to train without them"""
+    from .report import SUSPECTS_FILE
+    from .runs import find
+    from .suspects import suspects as find_suspects
+    df = find_suspects(group)
+    typer.echo(_table(df.head(max(top, 0)).to_dict('records')))
+    typer.echo(f'{len(df)} suspects (cleanlab, out-of-fold): {find(group).path / SUSPECTS_FILE}')
 
 
 @app.command()
