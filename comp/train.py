@@ -127,8 +127,10 @@ def fit_run(c, comp, run, workdir, resuming, quiet, cbs=()):
     the result to record; in a data-parallel run, this process's share (only the first process records)."""
     from .cache import release
     learn, p = training_learner(c, comp, run, workdir)
+    from .trackers import tracking
     learn.add_cbs(list(cbs))
-    try: return _fit_and_record(learn, p, c, comp, run, resuming, quiet)
+    try:
+        with tracking(c, run, learn): return _fit_and_record(learn, p, c, comp, run, resuming, quiet)   # --tracker
     finally: release(learn.dls)   # the next run in this process gets the memory
 
 
@@ -138,6 +140,7 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     from .callbacks import RunLog
     main = dist.is_main()   # the only process that writes the run's records
     if not quiet: print(f'decode-once cache: {learn.dls.decode_cache}', flush=True)
+    if c.get('drop') and not quiet: print(dropped_note(c['drop'], learn.dls.dropped), flush=True)
     log = RunLog(run, quiet=quiet or sys.stdout.isatty(), record=main)
     learn.add_cb(log)
     from .averaging import for_config
@@ -198,7 +201,16 @@ def _record(learn, p, c, comp, run, log, keeper, lr, t0):
     return {'valid_error': err, **extra, 'saved_weights': saved, 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
             'seconds': round(secs, 1),
             'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),
-            'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device), 'procs': c['procs']}
+            'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device), 'procs': c['procs'],
+            **({'dropped': learn.dls.dropped} if c.get('drop') else {})}
+
+
+def dropped_note(record, dropped):
+    """What `--drop` did to a run, in a line: the images left out of training and those kept in validation."""
+    kept = dropped['kept_in_valid']
+    return (f'--drop {record["file"]}: {dropped["train"]} training images left out; ' +
+            (f'{kept} more it lists are validation images and stay in validation (the split is shared by every run)'
+             if kept else 'none of the images it lists is in validation'))
 
 
 def fit(learn, schedule, epochs, lr, start=0, freeze_epochs=1):
