@@ -27,13 +27,13 @@ def suspects(group, workdir='.'):
     if group.config.get('kind') != 'cv':
         raise CompError(f'{group.name} is a single run: suspects need out-of-fold predictions of every training image, '
                         'from a CV group: run `comp cv ARCH --folds 5`, then `comp suspects GROUP`')
-    check_complete(group)
     comp = competition.find(group.config['data'], workdir)
     if comp.task != 'single':
         what = {'multi': 'several labels per image', 'regression': 'a number per image',
                 'ordinal': 'ordinal grades, which comp regresses (one number, no class probabilities)'}.get(comp.task, comp.task)
         raise ConfigError(f'comp suspects finds wrong labels from class probabilities of one label per image; '
                           f'{comp.name} has {what}')
+    check_complete(group)
     _, oof = predictions(group, workdir=workdir, comp=comp)
     vocab = group.vocab
     probs = oof[vocab].to_numpy(float)
