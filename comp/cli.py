@@ -429,8 +429,11 @@ def suspects(group: str = typer.Argument(..., help='A CV group from `comp runs` 
     from .runs import find
     from .suspects import suspects as find_suspects
     df = find_suspects(group)
+    g = find(group)
     typer.echo(_table(df.head(max(top, 0)).to_dict('records')))
-    typer.echo(f'{len(df)} suspects (cleanlab, out-of-fold): {find(group).path / SUSPECTS_FILE}')
+    # A weak model's suspects are mostly its own mistakes: the group's error says how far to trust them.
+    typer.echo(f'{len(df)} suspects among {g.result["n_valid"]} training images (cleanlab, out-of-fold; the group\'s '
+               f'CV error is {g.result["valid_error"]:.4f}): {g.path / SUSPECTS_FILE}')
 
 
 @app.command()
