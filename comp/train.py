@@ -87,7 +87,12 @@ def _check(c, comp, workdir):
         raise ConfigError(f'--bs {c["bs"]} is more than the {n_train} training images{each}: fastai drops the last '
                           f'partial batch, so no batch would train; use --bs {max(1, n_train // 4)} or less')
     # folds, fold, valid fraction and a stored split made for other images (the split is shared: writing it is fine)
-    data.valid_ids(comp, workdir, **split_key(c))
+    valid = data.valid_ids(comp, workdir, **split_key(c))
+    if c.get('drop'):
+        left = (n - len(valid) - len(data.drop_ids(c['drop'], comp) - valid)) // procs
+        if c['bs'] > left:
+            raise ConfigError(f'--drop leaves {left} training images{each}, fewer than --bs {c["bs"]}, so no batch would '
+                              f'train: drop fewer images{f" or use --bs {left // 4}" if left >= 4 else ""}')
 
 
 def _check_resume(run, cfg):
