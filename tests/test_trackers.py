@@ -107,6 +107,7 @@ def test_a_missing_tracker_package_is_one_line(ws):
 
 
 def test_a_failing_tracker_does_not_lose_the_run(ws, monkeypatch, capfd):
+    monkeypatch.chdir(ws)   # MLflow's default artifact folder is relative to here
     (ws / 'a-file').write_text('')
     monkeypatch.setenv('MLFLOW_TRACKING_URI', f'sqlite:///{ws}/a-file/mlflow.db')   # a store that cannot be made
     run = train.train(config.TrainConfig(**{**TINY, 'epochs': 1}, tracker='mlflow'), workdir=ws, quiet=True)
