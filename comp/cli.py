@@ -141,7 +141,8 @@ def distill(cfg, source: str = typer.Argument(..., metavar='TEACHER', help='The 
 
 
 @app.command()
-@training_options('data', 'size', 'bs', 'lr', 'epochs', 'pretrained', 'weights', 'seed', 'workers', 'teacher', 'distill_t', 'distill_alpha')
+@training_options('data', 'size', 'bs', 'lr', 'epochs', 'pretrained', 'weights', 'seed', 'workers', 'drop', 'tracker',
+                  'teacher', 'distill_t', 'distill_alpha')
 def cv(cfg, arch: Optional[str] = typer.Argument(None, help='A recipe from `comp zoo` or any timm model name (not with --resume).'),
        folds: Optional[int] = typer.Option(None, help='K: every fold of the shared K-fold split is trained (default 5).'),
        refit: bool = typer.Option(False, '--refit', help='Then train one model on every training image with the same epochs; its test predictions join the folds\'.'),
@@ -164,7 +165,7 @@ def cv(cfg, arch: Optional[str] = typer.Argument(None, help='A recipe from `comp
 
 
 @app.command()
-@training_options('data', 'size', 'pretrained', 'weights', 'seed', 'workers')
+@training_options('data', 'size', 'pretrained', 'weights', 'seed', 'workers', 'drop', 'tracker')
 def auto(cfg, hours: float = typer.Option(..., help='Time budget in hours, probes to submission (a Kaggle GPU notebook may run 12).'),
          submit: bool = typer.Option(False, '--submit', help='Submit the submission to Kaggle at the end.'),
          dry_run: bool = typer.Option(False, '--dry-run', help='Probe the candidates and print the plan; train nothing.'),
@@ -442,6 +443,24 @@ def report(name: List[str] = typer.Argument(None, help='Runs, CV groups or submi
     from .report import report as run_report
     page = run_report(name or (), out=out, echo=typer.echo)
     typer.echo(f'open {page}')
+
+
+@app.command()
+def suspects(group: str = typer.Argument(..., help='A CV group from `comp runs` (comp cv ARCH --folds 5).'),
+             top: int = typer.Option(20, help='How many of the worst to print (all are written).')):
+    """List the training images whose labels look wrong (cleanlab on the group's out-of-fold probabilities), worst
+    first, with the label each model that did not see it suggests; written to the group's suspects.csv.
+
+    Example: comp suspects GROUP, then comp train ... --drop runs/GROUP/suspects.csv to train without them"""
+    from .report import SUSPECTS_FILE
+    from .runs import find
+    from .suspects import suspects as find_suspects
+    df = find_suspects(group)
+    g = find(group)
+    typer.echo(_table(df.head(max(top, 0)).to_dict('records')))
+    # A weak model's suspects are mostly its own mistakes: the group's error says how far to trust them.
+    typer.echo(f'{len(df)} suspects among {g.result["n_valid"]} training images (cleanlab, out-of-fold; the group\'s '
+               f'CV error is {g.result["valid_error"]:.4f}): {g.path / SUSPECTS_FILE}')
 
 
 @app.command()

@@ -73,6 +73,10 @@ class TrainConfig:
     distill_alpha: float = option(0.5, "Weight of the teacher's soft targets against the hard label (with --teacher).")
     procs: int = option(None, 'Data-parallel processes, one per GPU (CPU processes without a GPU); the effective batch '
                               'is bs x accum x procs, the lr unchanged. Under torchrun / accelerate launch: theirs.', cli=int)
+    drop: str = option(None, 'Train without the training images this CSV lists by id (e.g. a CV group\'s suspects.csv '
+                             'from `comp suspects`); images of the validation split or fold stay in validation.', cli='path')
+    tracker: str = option(None, 'Also log the epochs\' metrics, config and plots to tensorboard, wandb or mlflow '
+                                '(pip install comp[NAME]); the run\'s own records stay the reference.', cli=str)
 
 
 def given(cfg):
@@ -116,6 +120,9 @@ def resolve(cfg, comp=None):
         raise ConfigError(f'{out["arch"]} is built for one input size: drop --sizes (--size alone resizes it)')
     if fixed and tuple(out['size']) != fixed: zoo.check_input_size(out['arch'], out['size'])
     _resolve_regularisers(out)
+    if out['tracker'] is not None:
+        from .trackers import check
+        out['tracker'] = check(out['tracker'])
     out['normalize'] = zoo.normalization(out['arch']) if out['pretrained'] else None
     out['images'] = None   # a pre-resized copy of the images, chosen when the run is made (comp.train)
     if comp is not None:
@@ -126,6 +133,7 @@ def resolve(cfg, comp=None):
             raise ConfigError(f'--target {out["target"]} needs Paddy Doctor\'s variety column: use --target disease')
         if n and out['target'] != 'disease':
             raise ConfigError(f'{comp.path} has pseudo-labelled images, which have a disease label only: use --target disease')
+        if out['drop'] is not None: out['drop'] = data.drop_record(out['drop'], comp)
     # Processes share the cores: by default each loads with its share of them.
     out['workers'] = data.num_workers(out['workers']) if out['workers'] is not None or out['procs'] == 1 else \
         max(1, data.num_workers() // out['procs'])
@@ -269,20 +277,22 @@ def _schedule(chosen, recipe, pretrained):
 
 
 # What a run's identity does not depend on: where its images and weights came from, how they were loaded.
-NOT_IDENTITY = ('workers', 'images', 'weights', 'cache', 'sync_free', 'effective_bs', 'teacher_images')   # the last two: derived
+NOT_IDENTITY = ('workers', 'images', 'weights', 'cache', 'sync_free', 'tracker', 'effective_bs', 'teacher_images')   # the last two: derived
 
 
 def identity(c):
     """A resolved config without what does not change the run, as JSON would hold it: two configs with the same
     identity train the same run (so a notebook, a CV group or comp auto can find one it started before)."""
     import json
-    return json.loads(json.dumps({k: v for k, v in c.items() if k not in NOT_IDENTITY}, default=str))
+    c = {k: v for k, v in c.items() if k not in NOT_IDENTITY}
+    if c.get('drop'): c['drop'] = {k: v for k, v in c['drop'].items() if k != 'file'}   # what it lists, wherever it is
+    return json.loads(json.dumps(c, default=str))
 
 
 # What runs recorded before a setting existed trained with: the value that reproduces them.
 OLD_RECORDS = {'procs': 1, 'cache': True, 'sync_free': False, 'label_smoothing': 0.0, 'mixup': 0.0, 'cutmix': 0.0,
-               'ema': 0.0, 'keep': 'last', 'average_last': 0, 'sizes': None, 'teacher': None, 'distill_t': 2.0,
-               'distill_alpha': 0.5, **data.AUG}
+               'ema': 0.0, 'keep': 'last', 'average_last': 0, 'sizes': None, 'drop': None, 'tracker': None, 'teacher': None,
+               'distill_t': 2.0, 'distill_alpha': 0.5, **data.AUG}
 
 
 def upgrade(c):

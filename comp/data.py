@@ -2,7 +2,7 @@
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, few
 from .machine import cpus
 from .files import write_csv
 
@@ -95,6 +95,46 @@ def valid_ids(comp, workdir='.', seed=42, valid_pct=0.2, folds=None, fold=0):
     return set(split.loc[split['fold'] == (fold if folds else 0), comp.layout.id_col])
 
 
+def drop_record(path, comp):
+    """What `--drop FILE` records in a run's config: the file, its sha256 and how many training images it lists; a
+    ConfigError when it cannot be read, has no id column or lists ids that are not training images."""
+    import hashlib
+    ids = _listed(path, comp)
+    return {'file': str(Path(path).resolve()), 'sha256': hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+            'ids': len(ids)}
+
+
+def drop_ids(record, comp):
+    """The ids a run's recorded `drop` lists, read again from its file; a ConfigError when the file changed since (a
+    resumed run would train without other images than it started without)."""
+    import hashlib
+    if not record: return set()
+    f = Path(record['file'])
+    if not f.is_file() or hashlib.sha256(f.read_bytes()).hexdigest() != record['sha256']:
+        raise ConfigError(f'--drop {f} {"is gone" if not f.is_file() else "changed"} since the run recorded it '
+                          f'(sha256 {record["sha256"][:12]}...): restore it, or train a new run with the --drop you want now')
+    return _listed(f, comp)
+
+
+def _listed(path, comp):
+    """The training-image ids a drop file lists in the competition's id column."""
+    import pandas as pd
+    id_col, f = comp.layout.id_col, Path(path)
+    if not f.is_file(): raise ConfigError(f'--drop {path}: no such file; give a CSV with a column {id_col} (such as '
+                                          'the suspects.csv `comp suspects GROUP` writes in the group\'s folder)')
+    try: df = pd.read_csv(f, dtype=str, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError) as e:   # pandas' EmptyDataError and ParserError are ValueErrors
+        raise ConfigError(f'--drop {path} is not a readable CSV ({type(e).__name__}): give a CSV with a column {id_col}') from None
+    if id_col not in df.columns:
+        raise ConfigError(f'--drop {path} has no column {id_col} (it has {", ".join(map(str, df.columns)) or "none"}): '
+                          f'list the images to drop in a column {id_col}, as comp suspects writes it')
+    ids = set(df[id_col])
+    unknown = sorted(ids - set(comp.train_df()[id_col]))
+    if unknown: raise ConfigError(f'--drop {path} lists {len(unknown)} ids that are not training images of {comp.path}: '
+                                  f'{few(unknown)}; is it from another competition?')
+    return ids
+
+
 def item_tfms(resize):
     """fastai's item-level Resize for a recipe's ('squish'|'crop'|'pad', (h, w))."""
     from fastai.vision.all import PadMode, Resize, ResizeMethod
@@ -131,18 +171,23 @@ def test_items(comp):
 
 
 def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=None, seed=42, device=None,
-                root=None, cache=True, test=(), aug=None):
+                root=None, cache=True, test=(), aug=None, drop=()):
     """DataLoaders from a fastai DataBlock: the images of train.csv, `valid` ids held out, one block per target.
 
     Images are read from `root` (a pre-resized copy) or the competition folder. With `cache`, and uint8
     copies that fit the budget, each image is decoded once (see comp.cache for crops and pads). `test`
     (paths as in `test_items`) is for prediction: the cache then holds the test and validation images, which
-    are all prediction reads, so TTA passes and validation decode each image once too."""
+    are all prediction reads, so TTA passes and validation decode each image once too. `drop`: ids left out of
+    training; those in `valid` stay there, so every run on the split validates on the same images (`dls.dropped`:
+    how many of them were left out, and how many were kept in validation)."""
     from fastai.vision.all import CategoryBlock, ColReader, ColSplitter, DataBlock, ImageBlock
     from .competition import LABEL
     root = str(root or comp.path)
     df = comp.train_df()
     df['is_valid'] = df[comp.layout.id_col].isin(valid)
+    listed = df[comp.layout.id_col].isin(drop)
+    dropped = {'train': int((listed & ~df['is_valid']).sum()), 'kept_in_valid': int((listed & df['is_valid']).sum())}
+    df = df[~(listed & ~df['is_valid'])].reset_index(drop=True)
     cols = list(targets)
     missing = [c for c in cols if c not in df.columns]
     if missing: raise ConfigError(f'train.csv has no column {missing[0]!r} to use as a target')
@@ -178,4 +223,5 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     pin = str(device).startswith('cuda') if device is not None else torch.cuda.is_available()
     dls = dblock.dataloaders(df, bs=bs, num_workers=num_workers(workers), seed=seed, pin_memory=pin, **kw)
     dls.decode_cache = why  # what `comp train` says and records about the cache
+    dls.dropped = dropped
     return dls

@@ -17,7 +17,8 @@ def build_learner(c, comp, run, workdir, for_training=False):
     targets = TARGETS[c['target']]
     test = () if for_training else list(data.test_items(comp)['path'])
     dls = data.dataloaders(comp, valid, c['size'], c['resize'], c['bs'], targets, c['workers'], c['seed'],
-                           root=c['images'], cache=c['cache'], test=test, aug=data.aug_options(c))
+                           root=c['images'], cache=c['cache'], test=test, aug=data.aug_options(c),
+                           drop=data.drop_ids(c.get('drop'), comp) if for_training else ())
     kw = {}
     if len(targets) > 1:
         from .callbacks import MultiTargetLoss, multi_target_metrics

@@ -90,7 +90,12 @@ def _check(c, comp, workdir):
         raise ConfigError(f'--bs {c["bs"]} is more than the {n_train} training images{each}: fastai drops the last '
                           f'partial batch, so no batch would train; use --bs {max(1, n_train // 4)} or less')
     # folds, fold, valid fraction and a stored split made for other images (the split is shared: writing it is fine)
-    data.valid_ids(comp, workdir, **split_key(c))
+    valid = data.valid_ids(comp, workdir, **split_key(c))
+    if c.get('drop'):
+        left = (n - len(valid) - len(data.drop_ids(c['drop'], comp) - valid)) // procs
+        if c['bs'] > left:
+            raise ConfigError(f'--drop leaves {left} training images{each}, fewer than --bs {c["bs"]}, so no batch would '
+                              f'train: drop fewer images{f" or use --bs {left // 4}" if left >= 4 else ""}')
 
 
 def _check_resume(run, cfg):
@@ -130,8 +135,10 @@ def fit_run(c, comp, run, workdir, resuming, quiet, cbs=()):
     the result to record; in a data-parallel run, this process's share (only the first process records)."""
     from .cache import release
     learn, p = training_learner(c, comp, run, workdir)
+    from .trackers import tracking
     learn.add_cbs(list(cbs))
-    try: return _fit_and_record(learn, p, c, comp, run, resuming, quiet)
+    try:
+        with tracking(c, run, learn): return _fit_and_record(learn, p, c, comp, run, resuming, quiet)   # --tracker
     finally: release(learn.dls)   # the next run in this process gets the memory
 
 
@@ -141,6 +148,7 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     from .callbacks import RunLog
     main = dist.is_main()   # the only process that writes the run's records
     if not quiet: print(f'decode-once cache: {learn.dls.decode_cache}', flush=True)
+    if c.get('drop') and not quiet: print(dropped_note(c['drop'], learn.dls.dropped), flush=True)
     log = RunLog(run, quiet=quiet or sys.stdout.isatty(), record=main)
     learn.add_cb(log)
     from .averaging import for_config
@@ -201,7 +209,16 @@ def _record(learn, p, c, comp, run, log, keeper, lr, t0):
     return {'valid_error': err, **extra, 'saved_weights': saved, 'precision': p, 'lr': lr, 'decode_cache': learn.dls.decode_cache,
             'seconds': round(secs, 1),
             'seconds_per_epoch': log.seconds_per_epoch(), 'images_per_s': log.images_per_second(n_train),
-            'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device), 'procs': c['procs']}
+            'n_train': n_train, 'n_valid': len(valid), 'device': str(learn.dls.device), 'procs': c['procs'],
+            **({'dropped': learn.dls.dropped} if c.get('drop') else {})}
+
+
+def dropped_note(record, dropped):
+    """What `--drop` did to a run, in a line: the images left out of training and those kept in validation."""
+    kept = dropped['kept_in_valid']
+    return (f'--drop {record["file"]}: {dropped["train"]} training images left out; ' +
+            (f'{kept} more it lists are validation images and stay in validation (the split is shared by every run)'
+             if kept else 'none of the images it lists is in validation'))
 
 
 def fit(learn, schedule, epochs, lr, start=0, freeze_epochs=1):
