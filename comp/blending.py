@@ -115,3 +115,11 @@ def combine_stack(model, probs):
     """The stacked model applied to members' outputs `probs` (one images x outputs array per member)."""
     import numpy as np
     return apply(model, _features(probs), np.asarray(probs[0]).shape[1])
+
+
+def combine(record, probs):
+    """An ensemble's probabilities (images x outputs) from its members' (`probs`, one array each in record['runs']
+    order), as its submission record says they were combined: so a Kaggle kernel can repeat it on other images."""
+    import numpy as np
+    if 'stack' in record: return combine_stack(record['stack'], probs)
+    return np.tensordot(np.asarray(record['weights'], float), np.stack([np.asarray(p, float) for p in probs]), axes=1)

@@ -10,8 +10,11 @@ from .errors import CompError
 from .files import read_json, write_json
 
 MANIFEST = 'comp-runs.json'   # what a runs dataset holds: found by it when attached (comp.kernel.runs_dir)
-# A run's files that prediction reads (the rest, such as checkpoints, plots and stored predictions, stay home).
-RUN_FILES = ('config.json', 'status.json', 'result.json', 'vocab.json', 'env.json', f'{runs.MODEL}.pth')
+
+
+def run_files(run):
+    """A run's files that prediction reads (the rest, such as checkpoints, plots and stored predictions, stay home)."""
+    return [run.config_file, run.status_file, run.result_file, run.vocab_file, run.env_file, run.model_file]
 
 
 def sources(names, workdir='.'):
@@ -52,14 +55,13 @@ def pack(names, dest, workdir='.', keep=None):
     dest = Path(dest)
     manifest = {'runs': {}, 'submissions': subs, 'default': next(reversed(subs), None) if subs else None}
     for r in run_names:
-        src = runs.find(r, workdir).path
         out = dest / runs.RUNS_DIR / r
         out.mkdir(parents=True, exist_ok=True)
         manifest['runs'][r] = {}
-        for f in RUN_FILES:
-            if (src / f).is_file():
-                shutil.copyfile(src / f, out / f)
-                manifest['runs'][r][f] = _sha(out / f)
+        for f in run_files(runs.find(r, workdir)):
+            if f.is_file():
+                shutil.copyfile(f, out / f.name)
+                manifest['runs'][r][f.name] = _sha(out / f.name)
     for s, rec in subs.items(): write_json(dest / submission.SUBMISSIONS_DIR / f'{s}.json', rec)
     write_json(dest / MANIFEST, manifest)
     return manifest

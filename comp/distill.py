@@ -41,7 +41,7 @@ def soft_targets(teacher, comp, workdir='.'):
     import numpy as np
     import pandas as pd
     from . import runs
-    from .ensemble import combine
+    from .blending import combine
     _, rec = teacher_record(teacher, workdir)
     id_col = comp.layout.id_col
     frames = []

@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import competition, runs, submission
-from .blending import ROUNDS, STACK_C, STACK_FOLDS, combine_stack, greedy, stack, stackable
+from .blending import ROUNDS, STACK_C, STACK_FOLDS, combine, greedy, stack, stackable
 from .config import BETA, split_key
 from .errors import CompError
 from .learner import error
@@ -75,13 +75,6 @@ def ensemble(run_names, blend=None, name=None, tta=0, beta=BETA, search_weights=
     out['submission'] = submission.write(comp, sub, name or default, out, workdir, default_name=name is None)
     out['asked_name'] = name or default
     return out
-
-
-def combine(record, probs):
-    """An ensemble's probabilities (images x outputs) from its members' (`probs`, one array each in record['runs']
-    order), as its submission record says they were combined: so a Kaggle kernel can repeat it on other images."""
-    if 'stack' in record: return combine_stack(record['stack'], probs)
-    return np.tensordot(np.asarray(record['weights'], float), np.stack([np.asarray(p, float) for p in probs]), axes=1)
 
 
 def _method(method, search_weights, blend):

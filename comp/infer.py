@@ -164,7 +164,7 @@ def predict(name=None, runs_from='.', comp=None, out='.', time_limit=None, workd
     import pandas as pd
     import torch
     from . import competition
-    from .ensemble import combine
+    from .blending import combine
     started = time.time()
     comp = comp or competition.find(workdir=workdir)
     name, record = source(name, runs_from)

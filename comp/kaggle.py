@@ -393,13 +393,12 @@ def submit_kernel(kernel_ref, message, version=None, wait=300, poll=None, workdi
         raise KaggleError(f'{what} has not finished running on Kaggle ({status.lower()}): submit it once it is complete')
     res = call(f'submit the notebook {kernel_ref} to {comp.name}', a.competition_submit_code, SUBMISSION_FILE, message,
                comp.name, kernel_ref, version, quiet=True)
-    from .push import pushed as pushed_
-    versions = pushed_('kernels').get(kernel_ref) or []
-    pushed = next((v for v in reversed(versions) if version is None or v.get('version') == version), {})
+    versions = pushed('kernels').get(kernel_ref) or []
+    push = next((v for v in reversed(versions) if version is None or v.get('version') == version), {})
     rec = {'competition': comp.name, 'message': message, 'ref': res.ref, 'kernel': kernel_ref,
-           'version': version if version is not None else pushed.get('version'),
+           'version': version if version is not None else push.get('version'),
            'submitted_at': time.strftime('%Y-%m-%d %H:%M:%S'), 'status': 'PENDING', 'public_score': None}
-    side = _kernel_sidecar(kernel_ref, rec['version'], pushed, workdir)
+    side = _kernel_sidecar(kernel_ref, rec['version'], push, workdir)
     _record_sidecar(side, rec)
     _await(a, comp.name, rec, wait, poll, echo)
     _record_sidecar(side, rec)
@@ -409,12 +408,31 @@ def submit_kernel(kernel_ref, message, version=None, wait=300, poll=None, workdi
 SUBMISSION_FILE = 'submission.csv'   # what a code competition reads from a notebook's output
 
 
-def _kernel_sidecar(kernel_ref, version, pushed, workdir):
+def _kernel_sidecar(kernel_ref, version, push, workdir):
     """The record a kernel submission goes in: the local submission the notebook repeats, when there is one; else a
     record of its own (submissions/SLUG-vN.json) naming the runs behind it, so `comp submissions` shows them."""
     folder = Path(workdir) / submission.SUBMISSIONS_DIR
-    name = pushed.get('submission')
+    name = push.get('submission')
     if name and (folder / f'{name}.json').is_file(): return folder / f'{name}.json'
     side = folder / f'{kernel_ref.split("/")[1]}-v{version if version is not None else "latest"}.json'
-    if not side.exists(): write_json(side, {'kernel': kernel_ref, 'version': version, 'runs': pushed.get('runs', [])})
+    if not side.exists(): write_json(side, {'kernel': kernel_ref, 'version': version, 'runs': push.get('runs', [])})
     return side
+
+
+# What was pushed from here (comp.push writes it; a kernel submission reads which runs its notebook was pushed with).
+def _pushed_record(what='datasets'):
+    return competition.state_dir() / f'kaggle-{what}.json'
+
+
+def pushed(what='datasets'):
+    """What was pushed from here: datasets (slug -> manifest) or kernels (USER/SLUG -> versions)."""
+    f = _pushed_record(what)
+    return read_json(f) if f.exists() else {}
+
+
+def remember(what, key, update):
+    """Record in the `what` record (see `pushed`) that `key` is now update(what it was)."""
+    f = _pushed_record(what)
+    rec = pushed(what)
+    rec[key] = update(rec.get(key))
+    write_json(f, rec)

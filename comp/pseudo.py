@@ -33,7 +33,7 @@ def test_probs(path, workdir='.'):
     vocab, id_col = rs[0].vocab, comp.layout.id_col
     import numpy as np
     import pandas as pd
-    from .ensemble import combine
+    from .blending import combine
     weights = np.asarray(rec.get('weights') or [1.0] * len(rs), float)
     tests = [predictions(r, tta, beta, workdir, comp)[0].set_index(id_col)[vocab] for r in rs]
     idx = tests[0].index

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from . import competition, kernel, wheels
 from .errors import CompError, KaggleError
-from .files import read_json, write_json
-from .kaggle import CREDS_HELP, api, call
+from .kaggle import CREDS_HELP, api, call, pushed, remember
 
 LIB_DATASET = 'comp-lib'
 WEIGHTS_DATASET = 'comp-weights'
@@ -66,7 +65,7 @@ def push_notebook(nb, gpu=True, private=True, internet=False, weights=None, whee
     out = {'kernel': f'{user}/{slug}', 'url': getattr(res, 'url', None), 'version': getattr(res, 'version_number', None),
            'dataset': datasets[0], 'datasets': datasets, 'internet': internet, 'kernel_sources': sources['kernels'],
            'submission': sources['submission'], 'runs': sources['runs']}
-    _remember('kernels', out['kernel'], lambda old: [*(old or []), {k: out[k] for k in ('version', 'submission', 'runs', 'datasets', 'kernel_sources')}])
+    remember('kernels', out['kernel'], lambda old: [*(old or []), {k: out[k] for k in ('version', 'submission', 'runs', 'datasets', 'kernel_sources')}])
     return out
 
 
@@ -120,24 +119,6 @@ def push_library(a, user, wheelhouse=None, echo=print):
         return _push_dataset(a, slug, tmp, f'comp and {len(files) - 1} wheels', echo=echo)
 
 
-def _pushed_record(what='datasets'):
-    return competition.state_dir() / f'kaggle-{what}.json'
-
-
-def pushed(what='datasets'):
-    """What was pushed from here: datasets (slug -> manifest) or kernels (USER/SLUG -> versions)."""
-    f = _pushed_record(what)
-    return read_json(f) if f.exists() else {}
-
-
-def _remember(what, key, update):
-    """Record in the `what` record (see `pushed`) that `key` is now update(what it was)."""
-    f = _pushed_record(what)
-    rec = pushed(what)
-    rec[key] = update(rec.get(key))
-    write_json(f, rec)
-
-
 def push_runs(names, dataset=None, workdir='.', echo=print):
     """Pack what prediction needs of `names` (runs, CV groups, submissions: exactly the ensemble behind a submission)
     as the dataset USER/comp-runs (or `dataset`), for an inference notebook; a new version keeps what earlier pushes
@@ -158,7 +139,7 @@ def push_runs(names, dataset=None, workdir='.', echo=print):
             echo(f'{slug} already holds these runs and submissions: nothing pushed')
             return {'dataset': slug, 'pushed': False, 'added': [], **manifest}
         _push_dataset(a, slug, tmp, f'runs: {", ".join(added) or "submissions only"}', dir_mode='tar', echo=echo)
-    _remember('datasets', slug, lambda old: manifest)
+    remember('datasets', slug, lambda old: manifest)
     return {'dataset': slug, 'pushed': True, 'added': added, **manifest}
 
 
@@ -182,5 +163,5 @@ def push_weights(archs, dataset=None, echo=print):
         manifest = zoo.pack_weights(sources, tmp)
         # Weights do not compress: tar uploads each repo folder as it is, and Kaggle unpacks it.
         _push_dataset(a, slug, tmp, f'weights of {", ".join(archs)}', dir_mode='tar', echo=echo)
-    _remember('datasets', slug, lambda old: manifest)  # a version replaces the dataset's files: it holds exactly these
+    remember('datasets', slug, lambda old: manifest)  # a version replaces the dataset's files: it holds exactly these
     return {'dataset': slug, **manifest}

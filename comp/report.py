@@ -378,7 +378,7 @@ def suspects_grid(group, comp, paths):
 def submission_page(csv, out, workdir='.'):
     """The page of a submission: members' errors and the ensemble's, disagreement, its mistakes, test classes."""
     import pandas as pd
-    from .ensemble import combine
+    from .blending import combine
     from .predict import predictions
     rec = submission.read_sidecar(csv)
     names = rec.get('runs') or []

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from comp import competition, config, ensemble, predict, runs, submission, train, wheels
+from comp import blending, competition, config, ensemble, predict, runs, submission, train, wheels
 from comp.sample import write_sample
 from conftest import comp_cli, execute, fresh_env, kaggle_world, kernel_spec, one_line
 from kaggle_server import FakeKaggle, client_env
@@ -81,7 +81,7 @@ def test_runs_pushed_predict_a_hidden_test_set_in_a_kernel_and_the_version_is_su
         got = pd.read_csv(working / 'predictions.csv').set_index('image_id')
         tests = [predict.predictions(runs.find(r, local), workdir=local, comp=hidden_comp)[0].set_index('image_id').loc[got.index]
                  for r in rec['runs']]
-        want = ensemble.combine(rec, [t[a.vocab].to_numpy() for t in tests])
+        want = blending.combine(rec, [t[a.vocab].to_numpy() for t in tests])
         np.testing.assert_allclose(got[a.vocab].to_numpy(), want, atol=1e-5)
 
         # The runs as a training notebook's output (kernel_sources), and a limit the TTA ensemble cannot fit in.

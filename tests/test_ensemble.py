@@ -176,7 +176,7 @@ def test_stacking_a_regression_weighs_the_member_that_predicts():
     model, oof = blending.stack(vp, pd.Series([f'{v:g}' for v in y]), ['target'], 'regression')
     assert model['model'] == 'ridge' and abs(model['coef'][0][1]) < 0.05 < model['coef'][0][0]
     assert np.sqrt(np.mean((oof[:, 0] - y) ** 2)) < 0.5 < np.std(y)
-    np.testing.assert_allclose(ensemble.combine({'stack': model, 'weights': [0.5, 0.5]}, list(vp))[:, 0],
+    np.testing.assert_allclose(blending.combine({'stack': model, 'weights': [0.5, 0.5]}, list(vp))[:, 0],
                                vp[0, :, 0] * model['coef'][0][0] + vp[1, :, 0] * model['coef'][0][1] + model['intercept'][0])
 
 
@@ -228,7 +228,7 @@ def test_stack_records_a_model_that_combine_repeats_and_its_inner_cv_error(two_r
     assert rec['valid_error'] == pytest.approx((oof.argmax(1) != va['label'].map(vocab.index).to_numpy()).mean())
     assert rec['equal_weights_error'] == pytest.approx(((va[vocab] + vb[vocab]).idxmax(axis=1) != va['label']).mean())
     tests = [_test(a, vocab), _test(b, vocab)]
-    probs = ensemble.combine(rec, [t.to_numpy() for t in tests])   # as a kernel repeats it, from the record alone
+    probs = blending.combine(rec, [t.to_numpy() for t in tests])   # as a kernel repeats it, from the record alone
     sub = pd.read_csv(out['submission'], dtype=str).set_index('image_id')
     assert list(sub.loc[tests[0].index, 'label']) == [vocab[i] for i in probs.argmax(1)]
     # the inference notebook's engine repeats it from the runs and the record; comp report reads the record
