@@ -25,7 +25,7 @@ def option(default, help, cli=None, flag=None):
 class TrainConfig:
     """What a run is trained with. A None is a value `resolve` fills in: the recipe's (size, resize, bs, accum, lr,
     epochs, schedule, pretrained: comp.zoo), the augmentation's (data.AUG), this machine's (workers, procs), or
-    nothing (data: the recorded competition; weights, folds, sizes: not used)."""
+    nothing (data: the recorded competition; weights, folds, sizes, teacher, drop, tracker: not used)."""
     arch: str = option('convnext_small', 'A recipe from `comp zoo` or any timm model name.')
     data: str = option(None, 'Competition folder (default: the one `comp sample`/`comp setup` recorded here).', cli='path')
     size: tuple = option(None, 'Training image size, e.g. 224 or 256x192 (height x width).', cli=str)

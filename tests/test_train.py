@@ -101,7 +101,8 @@ def test_run_directory_records_everything(two_runs):
         assert (run / f).is_file(), f
     assert not (run / 'checkpoint.pth').exists()
     cfg = json.loads((run / 'config.json').read_text())
-    assert [k for k, v in cfg.items() if v is None] == ['weights', 'folds', 'sizes', 'normalize', 'images']  # the rest filled in
+    assert [k for k, v in cfg.items() if v is None] == ['weights', 'folds', 'sizes', 'teacher', 'drop', 'tracker', 'normalize',
+                                                      'images']  # the rest filled in
     assert cfg['arch'] == 'test_convnext.r160_in1k' and cfg['size'] == [64, 64] and cfg['epochs'] == 2
     metrics = pd.read_csv(run / 'metrics.csv')
     assert list(metrics['epoch']) == [1, 2]
