@@ -26,6 +26,21 @@ def parser(doc):
     return ap
 
 
+def holdout_parser(doc, name, epochs=15, folds=5):
+    """`parser` with the options of the benchmarks that train groups of the demo recipe on the small sample's holdout
+    over several seeds: --arch, --epochs, --seeds, --folds, --frac, --extra and the results' --name."""
+    ap = parser(doc)
+    ap.set_defaults(scale='small')
+    ap.add_argument('--arch', default='demo')
+    ap.add_argument('--epochs', type=int, default=epochs)
+    ap.add_argument('--seeds', type=int, default=3)
+    ap.add_argument('--folds', type=int, default=folds)
+    ap.add_argument('--frac', type=float, default=0.25, help="held-out fraction of the sample's training images")
+    ap.add_argument('--extra', default='workers=0', help='more TrainConfig fields for every run, e.g. "size=64,bs=32"')
+    ap.add_argument('--name', default=name)
+    return ap
+
+
 def machine():
     """The machine as this process sees it: the cores it may use (its affinity, as `taskset` or a container sets it,
     beside the host's count), the device, versions and the git commit of the code measured."""

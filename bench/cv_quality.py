@@ -13,22 +13,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import holdout_workspace, parser, record, train_fields  # noqa: E402
+from common import holdout_parser, holdout_workspace, record, train_fields  # noqa: E402
 
 KINDS = ('single run', 'cv group', 'cv group + refit', 'cv group + refit, pseudo-labels')
 
 
 def main():
-    ap = parser(__doc__)
-    ap.set_defaults(scale='small')
-    ap.add_argument('--arch', default='demo')
-    ap.add_argument('--epochs', type=int, default=15)
-    ap.add_argument('--seeds', type=int, default=3)
-    ap.add_argument('--folds', type=int, default=5)
+    ap = holdout_parser(__doc__, 'cv-quality-cpu')
     ap.add_argument('--threshold', type=float, default=0.8, help='comp pseudo --threshold')
-    ap.add_argument('--frac', type=float, default=0.25, help="held-out fraction of the sample's training images")
-    ap.add_argument('--extra', default='workers=0', help='more TrainConfig fields for every run, e.g. "size=64,bs=32"')
-    ap.add_argument('--name', default='cv-quality-cpu')
     a = ap.parse_args()
     from fastai.torch_core import set_seed
     from comp import competition, config, cv, predict, pseudo, submission, train

@@ -17,22 +17,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import holdout_workspace, parser, record, train_fields  # noqa: E402
+from common import holdout_parser, holdout_workspace, record, train_fields  # noqa: E402
 
 METHODS = ('average', 'search', 'greedy', 'stack')
 MEMBERS = ({}, {'lr': 0.003}, {'lr': 0.03})   # the demo recipe (lr 0.01), a lower and a higher rate: equal cost
 
 
 def main():
-    ap = parser(__doc__)
-    ap.set_defaults(scale='small')
-    ap.add_argument('--arch', default='demo')
-    ap.add_argument('--epochs', type=int, default=12)
-    ap.add_argument('--seeds', type=int, default=3)
-    ap.add_argument('--folds', type=int, default=3)
-    ap.add_argument('--frac', type=float, default=0.25, help="held-out fraction of the sample's training images")
-    ap.add_argument('--extra', default='workers=0', help='more TrainConfig fields for every run, e.g. "bs=32"')
-    ap.add_argument('--name', default='ensemble-methods-cpu')
+    ap = holdout_parser(__doc__, 'ensemble-methods-cpu', epochs=12, folds=3)
     a = ap.parse_args()
     from fastai.torch_core import set_seed
     from comp import competition, config, cv, ensemble, predict, submission

@@ -14,20 +14,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, holdout_workspace, parser, record, train_fields  # noqa: E402
+from common import ROOT, holdout_parser, holdout_workspace, record, train_fields  # noqa: E402
 
 
 def main():
-    ap = parser(__doc__)
-    ap.set_defaults(scale='small')
-    ap.add_argument('--arch', default='demo')
-    ap.add_argument('--epochs', type=int, default=10)
-    ap.add_argument('--seeds', type=int, default=3)
-    ap.add_argument('--folds', type=int, default=5)
+    ap = holdout_parser(__doc__, 'suspects-cpu', epochs=10)
     ap.add_argument('--fracs', default='0.05,0.15', help='fractions of the training labels flipped')
-    ap.add_argument('--frac', type=float, default=0.25, help="held-out fraction of the sample's training images")
-    ap.add_argument('--extra', default='workers=0', help='more TrainConfig fields for every run, e.g. "size=64,bs=32"')
-    ap.add_argument('--name', default='suspects-cpu')
     a = ap.parse_args()
     from fastai.torch_core import set_seed
     from comp import competition, config, cv, predict, submission, train
