@@ -132,7 +132,8 @@ def _metric_note(metric, err):
 @training_options(*(n for n in FIELDS if n != 'teacher'))
 def distill(cfg, source: str = typer.Argument(..., metavar='TEACHER', help='The teacher: a submission (an ensemble) of CV groups, or a CV group.')):
     """Train a student with soft targets from a teacher's out-of-fold probabilities (KL at --distill-t, blended with
-    the hard label by --distill-alpha), recorded as a normal run whose config names the teacher.
+    the hard label by --distill-alpha), recorded as a normal run whose config names the teacher. With --distill-test
+    it also trains on the test images, the teacher's test probabilities their only target.
 
     Example: comp distill submissions/ensemble-3runs-GROUP.csv --arch convnext_tiny (comp cv ARCH --teacher T: a group)"""
     from dataclasses import replace
@@ -142,7 +143,7 @@ def distill(cfg, source: str = typer.Argument(..., metavar='TEACHER', help='The 
 
 @app.command()
 @training_options('data', 'size', 'bs', 'lr', 'epochs', 'pretrained', 'weights', 'seed', 'workers', 'drop', 'tracker',
-                  'teacher', 'distill_t', 'distill_alpha')
+                  'teacher', 'distill_t', 'distill_alpha', 'distill_test')
 def cv(cfg, arch: Optional[str] = typer.Argument(None, help='A recipe from `comp zoo` or any timm model name (not with --resume).'),
        folds: Optional[int] = typer.Option(None, help='K: every fold of the shared K-fold split is trained (default 5).'),
        refit: bool = typer.Option(False, '--refit', help='Then train one model on every training image with the same epochs; its test predictions join the folds\'.'),

@@ -71,6 +71,8 @@ class TrainConfig:
     teacher: str = option(None, 'Distil from this teacher: a CV group, or a submission of CV groups (comp distill).', cli=str)
     distill_t: float = option(2.0, 'Distillation temperature (with --teacher).')
     distill_alpha: float = option(0.5, "Weight of the teacher's soft targets against the hard label (with --teacher).")
+    distill_test: bool = option(False, "With --teacher: also train on the test images, the teacher's test probabilities "
+                                       "their only target (no test label is used).", flag='--distill-test')
     procs: int = option(None, 'Data-parallel processes, one per GPU (CPU processes without a GPU); the effective batch '
                               'is bs x accum x procs, the lr unchanged. Under torchrun / accelerate launch: theirs.', cli=int)
     drop: str = option(None, 'Train without the training images this CSV lists by id (e.g. a CV group\'s suspects.csv '
@@ -222,6 +224,8 @@ def _resolve_regularisers(out):
     number('distill_t', lambda v: v > 0, 'use a temperature above 0, such as 2')
     number('distill_alpha', lambda v: 0 <= v <= 1, 'use a weight from 0 (hard labels only) to 1 (soft targets only), such as 0.5')
     if out['mixup'] and out['cutmix']: raise ConfigError('--mixup and --cutmix: use one of them')
+    if out['distill_test'] and not out['teacher']:
+        raise ConfigError("--distill-test trains on the teacher's test probabilities: give --teacher (or use comp distill)")
     if (out['mixup'] or out['cutmix']) and out['target'] != 'disease':
         raise ConfigError('--mixup/--cutmix mix one label per image: use them with --target disease')
     if out['keep'] == 'best' and data.no_validation(out):
@@ -292,7 +296,7 @@ def identity(c):
 # What runs recorded before a setting existed trained with: the value that reproduces them.
 OLD_RECORDS = {'procs': 1, 'cache': True, 'sync_free': False, 'label_smoothing': 0.0, 'mixup': 0.0, 'cutmix': 0.0,
                'ema': 0.0, 'keep': 'last', 'average_last': 0, 'sizes': None, 'drop': None, 'tracker': None, 'teacher': None,
-               'distill_t': 2.0, 'distill_alpha': 0.5, **data.AUG}
+               'distill_t': 2.0, 'distill_alpha': 0.5, 'distill_test': False, **data.AUG}
 
 
 def upgrade(c):

@@ -171,7 +171,7 @@ def test_items(comp):
 
 
 def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=None, seed=42, device=None,
-                root=None, cache=True, test=(), aug=None, drop=()):
+                root=None, cache=True, test=(), aug=None, drop=(), extra=None):
     """DataLoaders from a fastai DataBlock: the images of train.csv, `valid` ids held out, one block per target.
 
     Images are read from `root` (a pre-resized copy) or the competition folder. With `cache`, and uint8
@@ -179,7 +179,8 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     (paths as in `test_items`) is for prediction: the cache then holds the test and validation images, which
     are all prediction reads, so TTA passes and validation decode each image once too. `drop`: ids left out of
     training; those in `valid` stay there, so every run on the split validates on the same images (`dls.dropped`:
-    how many of them were left out, and how many were kept in validation)."""
+    how many of them were left out, and how many were kept in validation)). `extra`: more training rows (id, label,
+    path; a distilled student's test images: comp.distill.test_rows)."""
     from fastai.vision.all import CategoryBlock, ColReader, ColSplitter, DataBlock, ImageBlock
     from .competition import LABEL
     root = str(root or comp.path)
@@ -188,6 +189,9 @@ def dataloaders(comp, valid, size, resize, bs=32, targets=('label',), workers=No
     listed = df[comp.layout.id_col].isin(drop)
     dropped = {'train': int((listed & ~df['is_valid']).sum()), 'kept_in_valid': int((listed & df['is_valid']).sum())}
     df = df[~(listed & ~df['is_valid'])].reset_index(drop=True)
+    if extra is not None and len(extra):
+        import pandas as pd
+        df = pd.concat([df, extra.assign(is_valid=False)], ignore_index=True)
     cols = list(targets)
     missing = [c for c in cols if c not in df.columns]
     if missing: raise ConfigError(f'train.csv has no column {missing[0]!r} to use as a target')

@@ -1,7 +1,10 @@
 """Knowledge distillation: a student trained on the training images with soft targets from a teacher ensemble's
 out-of-fold probabilities (so the teacher never saw the image it labels), blended with the hard-label loss as timm's
 distillation does (temperature-softened KL, scaled by T^2). The teacher is a CV group or a submission whose members
-are CV groups; images it has no out-of-fold prediction for (pseudo-labelled ones, say) keep their hard label alone."""
+are CV groups; images it has no out-of-fold prediction for (pseudo-labelled ones, say) keep their hard label alone.
+
+With `distill_test` the student also trains on the test images, their only target the teacher's test probabilities
+(combined as its record combined them): no label of a test image is used, so this is transductive, as Kaggle allows."""
 from pathlib import Path
 
 from .competition import LABEL
@@ -54,9 +57,32 @@ def soft_targets(teacher, comp, workdir='.'):
     return {i: np.asarray(p, 'float32') for i, p in zip(ids, probs)}, vocab
 
 
+def test_targets(teacher, comp, workdir='.'):
+    """{test image id: the teacher's test probabilities} (numpy rows in vocab order), combined as its record says."""
+    import numpy as np
+    from .pseudo import record_probs
+    name, rec = teacher_record(teacher, workdir)
+    _, probs, _ = record_probs(rec, f'--teacher {teacher}', workdir)
+    return {i: np.asarray(p, 'float32') for i, p in zip(probs.index, probs.to_numpy())}
+
+
+def test_rows(test, comp):
+    """The test images as training rows (`data.dataloaders`' `extra`): the teacher's top class as their label, which
+    only keeps fastai's blocks whole (their loss is the soft term alone: `loss`), and `distill_test` set."""
+    import pandas as pd
+    vocab = comp.vocab()
+    ids = [i for i in comp.test_ids() if i in test]
+    return pd.DataFrame({comp.layout.id_col: ids, LABEL: [vocab[int(test[i].argmax())] for i in ids],
+                         'path': [comp.test_file(i) for i in ids], TEST: True})
+
+
+TEST = 'distill_test'   # the column that marks test images among a student's training rows
+
+
 def check(c, comp, workdir='.'):
     """A student's config checked against its teacher before the run exists; {'with': n, 'without': m}: how many of
-    its training images get soft targets and how many keep their hard label alone."""
+    its training images get soft targets and how many keep their hard label alone; with `distill_test`, 'test': how
+    many test images it trains on as well."""
     from . import data
     from .config import split_key
     if comp.task != 'single' or c['target'] != 'disease':
@@ -69,13 +95,26 @@ def check(c, comp, workdir='.'):
     valid = data.valid_ids(comp, workdir, **split_key(c))
     train = [i for i in comp.train_df()[comp.layout.id_col] if i not in valid]
     n = sum(i in soft for i in train)
-    return {'with': n, 'without': len(train) - n}
+    out = {'with': n, 'without': len(train) - n}
+    if c.get('distill_test'):
+        test, ids = test_targets(c['teacher'], comp, workdir), comp.test_ids()
+        if set(test) != set(ids):
+            raise ConfigError(f'--distill-test: the teacher {c["teacher"]} predicted other test images than {comp.path} '
+                              f'holds ({len(set(ids) - set(test))} of its {len(ids)} have no prediction): use a teacher '
+                              'trained on this competition')
+        both = set(ids) & set(comp.train_df()[comp.layout.id_col])
+        if both:
+            raise ConfigError(f'--distill-test: {len(both)} test images are training images here too (pseudo-labelled '
+                              'by comp pseudo?): distil the test images on the original competition, or drop --distill-test')
+        out['test'] = len(ids)
+    return out
 
 
-def loss(pred, y, soft, has, T=2.0, alpha=0.5, eps=0.0):
+def loss(pred, y, soft, has, T=2.0, alpha=0.5, eps=0.0, unlabelled=None):
     """The batch's distillation loss: per image (1 - alpha) x cross-entropy with the hard label + alpha x T^2 x
     KL(teacher || student at temperature T) where the teacher has a prediction (`has`), the cross-entropy alone
-    elsewhere; averaged over the batch."""
+    elsewhere, and T^2 x KL alone for `unlabelled` images (test images: their label is the teacher's); averaged over
+    the batch."""
     import torch
     import torch.nn.functional as F
     pred = pred.float()
@@ -83,7 +122,9 @@ def loss(pred, y, soft, has, T=2.0, alpha=0.5, eps=0.0):
     t = soft.clamp_min(1e-8) ** (1 / T)   # the teacher's probabilities softened at T, as its logits / T would be
     t = t / t.sum(-1, keepdim=True)
     kl = (t * (t.log() - F.log_softmax(pred / T, -1))).sum(-1) * T * T
-    return torch.where(has, (1 - alpha) * hard + alpha * kl, hard).mean()
+    out = torch.where(has, (1 - alpha) * hard + alpha * kl, hard)
+    if unlabelled is not None: out = torch.where(unlabelled, kl, out)
+    return out.mean()
 
 
 def callback(c, comp, workdir='.'):
@@ -93,6 +134,7 @@ def callback(c, comp, workdir='.'):
     import torch
 
     soft, _ = soft_targets(c['teacher'], comp, workdir)
+    test = test_targets(c['teacher'], comp, workdir) if c.get('distill_test') else {}
 
     class Distill(Callback):
         """Replaces the training loss with `loss`: each batch's soft targets are those of the rows the DataLoader drew
@@ -103,13 +145,18 @@ def callback(c, comp, workdir='.'):
             dl = self.dls.train
             ids = list(dl.items[comp.layout.id_col])
             vocab = list(self.dls.vocab)
-            self.S = torch.tensor([soft.get(i, [0.0] * len(vocab)) for i in ids], dtype=torch.float32)
-            self.has = torch.tensor([i in soft for i in ids])
+            is_test = list(dl.items[TEST].eq(True)) if TEST in dl.items else [False] * len(ids)
+            zero = [0.0] * len(vocab)
+            self.S = torch.tensor([test[i] if t else soft.get(i, zero) for i, t in zip(ids, is_test)], dtype=torch.float32)
+            self.unlabelled = torch.tensor(is_test)
+            self.has = torch.tensor([i in soft for i in ids]) & ~self.unlabelled
             self.labels = torch.tensor([vocab.index(str(v)) for v in dl.items[LABEL]])
-            expect = c.get('teacher_images', {}).get('with')
-            if expect is not None and int(self.has.sum()) != expect:
-                raise ConfigError(f'--teacher {c["teacher"]}: its out-of-fold predictions changed since the run began '
-                                  f'({int(self.has.sum())} training images have one, {expect} did): train anew')
+            rec = c.get('teacher_images', {})
+            for what, n, expect in (('out-of-fold', int(self.has.sum()), rec.get('with')),
+                                    ('test', int(self.unlabelled.sum()), rec.get('test', 0))):
+                if expect is not None and n != expect:
+                    raise ConfigError(f'--teacher {c["teacher"]}: its {what} predictions changed since the run began '
+                                      f'({n} images have one, {expect} did): train anew')
 
         def before_batch(self):
             dl = self.learn.dl
@@ -123,7 +170,7 @@ def callback(c, comp, workdir='.'):
         def after_loss(self):
             dev = self.learn.pred.device
             l = loss(self.learn.pred, self.learn.yb[0], self.S[self.rows].to(dev), self.has[self.rows].to(dev),
-                     c['distill_t'], c['distill_alpha'], c['label_smoothing'])
+                     c['distill_t'], c['distill_alpha'], c['label_smoothing'], self.unlabelled[self.rows].to(dev))
             self.learn.loss_grad, self.learn.loss = l, l.detach().clone()
 
     return Distill()

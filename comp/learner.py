@@ -18,7 +18,8 @@ def build_learner(c, comp, run, workdir, for_training=False):
     test = () if for_training else list(data.test_items(comp)['path'])
     dls = data.dataloaders(comp, valid, c['size'], c['resize'], c['bs'], targets, c['workers'], c['seed'],
                            root=c['images'], cache=c['cache'], test=test, aug=data.aug_options(c),
-                           drop=data.drop_ids(c.get('drop'), comp) if for_training else ())
+                           drop=data.drop_ids(c.get('drop'), comp) if for_training else (),
+                           extra=_extra(c, comp, workdir, for_training))
     kw = {}
     if len(targets) > 1:
         from .callbacks import MultiTargetLoss, multi_target_metrics
@@ -61,6 +62,13 @@ def build_learner(c, comp, run, workdir, for_training=False):
     if norm:  # the pretrained model's own statistics, recorded in the config
         dls.add_tfms([Normalize.from_stats(norm['mean'], norm['std'])], 'after_batch')
     return learn
+
+
+def _extra(c, comp, workdir, for_training):
+    """More training rows: a student's test images with `distill_test` (comp.distill); none for prediction."""
+    if not (for_training and c.get('distill_test')): return None
+    from . import distill
+    return distill.test_rows(distill.test_targets(c['teacher'], comp, workdir), comp)
 
 
 def training_learner(c, comp, run, workdir):

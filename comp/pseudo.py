@@ -14,20 +14,26 @@ from .files import atomic_dir, link_or_copy, write_csv
 
 def test_probs(path, workdir='.'):
     """(competition, probabilities of the test images, vocab) of the runs that made a submission, as its record says."""
-    from .predict import check_complete, predictions
     rec = submission.read_sidecar(path)
     if not Path(path).is_file(): raise ConfigError(f'{path}: no such submission')
     if not rec.get('runs'):
         raise ConfigError(f'{path} has no record of the runs that made it ({submission.sidecar_path(path).name}): '
                           'pseudo-labels need their probabilities; use a submission written by comp predict or comp ensemble')
+    return record_probs(rec, path, workdir)
+
+
+def record_probs(rec, what, workdir='.'):
+    """(competition, test probabilities, vocab) of the runs a submission's record (or a teacher's) names, combined as
+    it combined them: its TTA, weights or stacked model. `what` names it in errors."""
+    from .predict import check_complete, predictions
     rs = [runs.find(r, workdir) for r in rec['runs']]
     for r in rs:
         check_complete(r)
         made = (rec.get('members') or {}).get(r.name)
         now = [m.name for m in r.parts]
         if made is not None and made != now:   # a refit added since: these probabilities are not the submission's
-            raise ConfigError(f'{path} was made by CV group {r.name} with runs {", ".join(made)}; it now has '
-                              f'{", ".join(now)}: write a new submission of it (`comp predict {r.name}`) and pseudo-label that')
+            raise ConfigError(f'{what} was made by CV group {r.name} with runs {", ".join(made)}; it now has '
+                              f'{", ".join(now)}: write a new submission of it (`comp predict {r.name}`) and use that')
     comp = competition.find(rs[0].config['data'], workdir)
     tta, beta = rec.get('tta') or 0, rec.get('beta') if rec.get('beta') is not None else BETA
     vocab, id_col = rs[0].vocab, comp.layout.id_col

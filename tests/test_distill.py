@@ -87,3 +87,55 @@ def test_a_cv_group_of_students(teacher):
         n_train = len(competition.find(workdir=ws).train_df()) - len(data.valid_ids(competition.find(workdir=ws), ws, **split_key(c)))
         assert c['teacher'] == group.name and c['teacher_images'] == {'with': n_train, 'without': 0}
     assert students.result['valid_error'] is not None
+
+
+def test_the_loss_of_a_test_image_is_the_teachers_term_alone():
+    torch.manual_seed(1)
+    pred, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    soft = torch.softmax(torch.randn(4, 3), -1)
+    has, test = torch.tensor([True, True, False, False]), torch.tensor([False, False, False, True])
+    T, a = 2.0, 0.25
+    kl = F.kl_div(F.log_softmax(pred / T, -1), F.log_softmax(soft.log() / T, -1), reduction='none', log_target=True).sum(-1)
+    ce = F.cross_entropy(pred, y, reduction='none')
+    want = torch.stack([(1 - a) * ce[0] + a * T * T * kl[0], (1 - a) * ce[1] + a * T * T * kl[1], ce[2], T * T * kl[3]])
+    assert distill.loss(pred, y, soft, has, T, a, unlabelled=test) == pytest.approx(want.mean().item(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_student_also_learns_the_teachers_test_probabilities(teacher):
+    from comp.competition import LABEL
+    from comp.learner import training_learner
+    ws, group, _ = teacher
+    comp_ = competition.find(workdir=ws)
+    student = train.train(config.TrainConfig(arch='test_convnext', epochs=1, workers=0, teacher=group.name,
+                                             distill_test=True), workdir=ws, quiet=True)
+    c, id_col = student.config, comp_.layout.id_col
+    # the count is checked again by the callback while training: a run without the test rows would have failed
+    assert student.status == 'complete' and c['distill_test'] and c['teacher_images']['test'] == len(comp_.test_ids())
+    # what it trained on: every test image, labelled by the group's fold-averaged test probabilities
+    test = predict.predictions(group, workdir=ws)[0].set_index(id_col)[group.vocab]
+    learn, _ = training_learner(c, comp_, student, ws)
+    items = learn.dls.train.items
+    rows = items[items[distill.TEST].eq(True)].set_index(id_col)
+    assert sorted(rows.index) == sorted(test.index)
+    assert (rows[LABEL] == test.idxmax(axis=1).loc[rows.index]).all()
+    cb = next(cb for cb in learn.cbs if type(cb).__name__ == 'Distill')
+    cb.before_fit()
+    at = [list(items[id_col]).index(i) for i in rows.index]
+    assert torch.allclose(cb.S[at], torch.tensor(test.loc[rows.index].to_numpy(), dtype=torch.float32), atol=1e-6)
+    assert cb.unlabelled[at].all() and not cb.has[at].any() and int(cb.unlabelled.sum()) == len(test)
+    # the validation images are the split's, untouched; the student predicts like any run
+    assert set(learn.dls.valid.items[id_col]) == data.valid_ids(comp_, ws, **split_key(c))
+    assert predict.predict(student, workdir=ws)['runs'] == [student.name]
+
+
+@pytest.mark.slow
+def test_distilling_test_images_refuses_what_it_cannot_do(teacher):
+    ws, group, _ = teacher
+    one_line(comp_cli('train', '--arch', 'test_convnext', '--distill-test', cwd=ws), '--distill-test', '--teacher')
+    sub = predict.predict(group, workdir=ws)['submission']
+    dest, _ = pseudo.pseudo(sub, threshold=1e-6, dest=ws / 'pseudo-for-test', workdir=ws)
+    before = {p.name for p in (ws / 'runs').iterdir()}
+    one_line(comp_cli('distill', group.name, '--arch', 'test_convnext', '--distill-test', '--data', str(dest), cwd=ws),
+             '--distill-test', 'training images here too')
+    assert {p.name for p in (ws / 'runs').iterdir()} == before
