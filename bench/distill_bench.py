@@ -1,5 +1,6 @@
 """Holdout error of a K-fold CV group (the teacher), of a single run of the same recipe trained plainly, and of the
-same single run distilled from the group (`comp distill GROUP`: soft targets from its out-of-fold probabilities), over
+same single run distilled from the group (`comp distill GROUP`: soft targets from its out-of-fold probabilities), and
+of that student also trained on the holdout's test images with the group's test probabilities (--distill-test), over
 several seeds on one shared split; and each one's prediction speed on the holdout's test images (comp.infer: the
 teacher runs its K fold models, the student one).
 
@@ -14,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import holdout_parser, holdout_workspace, record, train_fields  # noqa: E402
 
-KINDS = ('teacher: cv group', 'plain single run', 'student: single run distilled from the group')
+KINDS = ('teacher: cv group', 'plain single run', 'student: single run distilled from the group',
+         'student + test images: also the group\'s test probabilities (--distill-test)')
 
 
 def main():
@@ -56,6 +58,9 @@ def main():
         scored(KINDS[1], seed, train.train(cfg(), workdir=ws, quiet=True), ws)
         set_seed(seed)
         scored(KINDS[2], seed, train.train(cfg(teacher=group.name, distill_t=a.t, distill_alpha=a.alpha), workdir=ws, quiet=True), ws)
+        set_seed(seed)
+        scored(KINDS[3], seed, train.train(cfg(teacher=group.name, distill_t=a.t, distill_alpha=a.alpha, distill_test=True),
+                                           workdir=ws, quiet=True), ws)
         print(f'seed {seed}: {time.time() - t0:.0f}s', flush=True)
         # recorded after every seed, so a bench stopped early keeps the seeds it finished
         rows = [{'kind': k, 'holdout_error_mean': round(statistics.mean(e), 4),

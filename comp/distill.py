@@ -131,6 +131,7 @@ def callback(c, comp, workdir='.'):
     """The fastai callback that trains a student of `c['teacher']`."""
     from fastai.callback.core import Callback
     from fastai.callback.training import GradientAccumulation
+    import numpy as np
     import torch
 
     soft, _ = soft_targets(c['teacher'], comp, workdir)
@@ -146,8 +147,8 @@ def callback(c, comp, workdir='.'):
             ids = list(dl.items[comp.layout.id_col])
             vocab = list(self.dls.vocab)
             is_test = list(dl.items[TEST].eq(True)) if TEST in dl.items else [False] * len(ids)
-            zero = [0.0] * len(vocab)
-            self.S = torch.tensor([test[i] if t else soft.get(i, zero) for i, t in zip(ids, is_test)], dtype=torch.float32)
+            zero = np.zeros(len(vocab), 'float32')
+            self.S = torch.from_numpy(np.stack([test[i] if t else soft.get(i, zero) for i, t in zip(ids, is_test)]).astype('float32'))
             self.unlabelled = torch.tensor(is_test)
             self.has = torch.tensor([i in soft for i in ids]) & ~self.unlabelled
             self.labels = torch.tensor([vocab.index(str(v)) for v in dl.items[LABEL]])
