@@ -149,6 +149,7 @@ def _fit_and_record(learn, p, c, comp, run, resuming, quiet):
     main = dist.is_main()   # the only process that writes the run's records
     if not quiet: print(f'decode-once cache: {learn.dls.decode_cache}', flush=True)
     if c.get('drop') and not quiet: print(dropped_note(c['drop'], learn.dls.dropped), flush=True)
+    if c.get('teacher') and not quiet: print(teacher_note(c), flush=True)
     log = RunLog(run, quiet=quiet or sys.stdout.isatty(), record=main)
     learn.add_cb(log)
     from .averaging import for_config
@@ -219,6 +220,14 @@ def dropped_note(record, dropped):
     return (f'--drop {record["file"]}: {dropped["train"]} training images left out; ' +
             (f'{kept} more it lists are validation images and stay in validation (the split is shared by every run)'
              if kept else 'none of the images it lists is in validation'))
+
+
+def teacher_note(c):
+    """What a student learns from its teacher, in a line (`teacher_images`, recorded by comp.distill.check)."""
+    t = c.get('teacher_images') or {}
+    test = f'; {t["test"]} test images with its test probabilities alone' if t.get('test') else ''
+    return (f'distilling from {c["teacher"]} (T {c["distill_t"]:g}, alpha {c["distill_alpha"]:g}): {t.get("with")} training '
+            f'images with its out-of-fold probabilities, {t.get("without")} with their label alone{test}')
 
 
 def fit(learn, schedule, epochs, lr, start=0, freeze_epochs=1):

@@ -64,6 +64,8 @@ def test_comp_distill_and_its_bad_teachers(teacher, tmp_path):
     assert r.returncode == 0 and 'validation error' in r.stdout, r.stderr[-2000:]
     run = runs.find(ws / r.stdout.split('run: ')[1].split()[0])
     assert run.config['teacher'] == group.name and run.config['teacher_images']['with'] > 0
+    n = run.config['teacher_images']['with']
+    assert f'distilling from {group.name} (T 2, alpha 0.5): {n} training images' in r.stdout
     before = {p.name for p in (ws / 'runs').iterdir()}
     one_line(comp_cli('distill', single.name, '--arch', 'test_convnext', cwd=ws), 'single run', 'comp cv')
     one_line(comp_cli('distill', 'no-such-teacher', '--arch', 'test_convnext', cwd=ws), 'no submission or CV group')
