@@ -127,15 +127,23 @@ def loss(pred, y, soft, has, T=2.0, alpha=0.5, eps=0.0, unlabelled=None):
     return out.mean()
 
 
-def callback(c, comp, workdir='.'):
-    """The fastai callback that trains a student of `c['teacher']`."""
+def student(c, comp, workdir='.'):
+    """What training a student of `c['teacher']` adds to a learner (comp.learner.training_learner): the test images as
+    training rows (with `distill_test`; else None) and the callback that applies the teacher."""
+    test = test_targets(c['teacher'], comp, workdir) if c.get('distill_test') else {}
+    return (test_rows(test, comp) if test else None), callback(c, comp, workdir, test)
+
+
+def callback(c, comp, workdir='.', test=None):
+    """The fastai callback that trains a student of `c['teacher']`; `test`: the teacher's test probabilities of the
+    test images the student also trains on (`test_targets`)."""
     from fastai.callback.core import Callback
     from fastai.callback.training import GradientAccumulation
     import numpy as np
     import torch
 
     soft, _ = soft_targets(c['teacher'], comp, workdir)
-    test = test_targets(c['teacher'], comp, workdir) if c.get('distill_test') else {}
+    test = test or {}
 
     class Distill(Callback):
         """Replaces the training loss with `loss`: each batch's soft targets are those of the rows the DataLoader drew

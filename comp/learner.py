@@ -8,10 +8,11 @@ from .config import TARGETS, split_key
 from .errors import CompError, ConfigError
 
 
-def build_learner(c, comp, run, workdir, for_training=False):
+def build_learner(c, comp, run, workdir, for_training=False, extra=None):
     """DataLoaders and a fastai learner for a resolved config; weights are loaded only when training.
 
-    A learner not for training predicts: its decode-once cache holds the test and validation images."""
+    A learner not for training predicts: its decode-once cache holds the test and validation images. `extra`: more
+    training rows (`data.dataloaders`)."""
     from fastai.vision.all import Normalize, vision_learner
     valid = data.valid_ids(comp, workdir, **split_key(c))
     targets = TARGETS[c['target']]
@@ -19,7 +20,7 @@ def build_learner(c, comp, run, workdir, for_training=False):
     dls = data.dataloaders(comp, valid, c['size'], c['resize'], c['bs'], targets, c['workers'], c['seed'],
                            root=c['images'], cache=c['cache'], test=test, aug=data.aug_options(c),
                            drop=data.drop_ids(c.get('drop'), comp) if for_training else (),
-                           extra=_extra(c, comp, workdir, for_training))
+                           extra=extra if for_training else None)
     kw = {}
     if len(targets) > 1:
         from .callbacks import MultiTargetLoss, multi_target_metrics
@@ -64,18 +65,13 @@ def build_learner(c, comp, run, workdir, for_training=False):
     return learn
 
 
-def _extra(c, comp, workdir, for_training):
-    """More training rows: a student's test images with `distill_test` (comp.distill); none for prediction."""
-    if not (for_training and c.get('distill_test')): return None
-    from . import distill
-    return distill.test_rows(distill.test_targets(c['teacher'], comp, workdir), comp)
-
-
-def training_learner(c, comp, run, workdir):
-    """The learner a run trains: weights loaded, mixed precision, channels-last and gradient accumulation applied."""
+def training_learner(c, comp, run, workdir, student=None):
+    """The learner a run trains: weights loaded, mixed precision, channels-last and gradient accumulation applied.
+    `student`: a distilled student's (test rows to train on as well, or None; the callback that applies its teacher),
+    from comp.distill.student."""
     import torch
     from fastai.vision.all import GradientAccumulation
-    learn = build_learner(c, comp, run, workdir, for_training=True)
+    learn = build_learner(c, comp, run, workdir, for_training=True, extra=student[0] if student else None)
     p = precision(c['precision'])
     if p == 'fp16': learn.to_fp16()
     elif p == 'bf16': learn.to_bf16()
@@ -89,9 +85,7 @@ def training_learner(c, comp, run, workdir):
     if c['cutmix']:
         from fastai.callback.mixup import CutMix
         learn.add_cb(CutMix(c['cutmix']))
-    if c.get('teacher'):
-        from .distill import callback
-        learn.add_cb(callback(c, comp, workdir))
+    if student is not None: learn.add_cb(student[1])
     if c['sync_free']:
         # No read back to the CPU per batch, so the CPU prepares the next batch while the GPU trains (comp.loop).
         # Opt-in until its GPU figures are measured (bench/README.md); on a CPU there is nothing to overlap.

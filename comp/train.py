@@ -134,7 +134,8 @@ def fit_run(c, comp, run, workdir, resuming, quiet, cbs=()):
     """Build run `run`'s learner from its resolved config `c`, fit it (from its checkpoint when `resuming`) and return
     the result to record; in a data-parallel run, this process's share (only the first process records)."""
     from .cache import release
-    learn, p = training_learner(c, comp, run, workdir)
+    from . import distill
+    learn, p = training_learner(c, comp, run, workdir, distill.student(c, comp, workdir) if c.get('teacher') else None)
     from .trackers import tracking
     learn.add_cbs(list(cbs))
     try:

@@ -116,7 +116,7 @@ def test_a_student_also_learns_the_teachers_test_probabilities(teacher):
     assert student.status == 'complete' and c['distill_test'] and c['teacher_images']['test'] == len(comp_.test_ids())
     # what it trained on: every test image, labelled by the group's fold-averaged test probabilities
     test = predict.predictions(group, workdir=ws)[0].set_index(id_col)[group.vocab]
-    learn, _ = training_learner(c, comp_, student, ws)
+    learn, _ = training_learner(c, comp_, student, ws, distill.student(c, comp_, ws))
     items = learn.dls.train.items
     rows = items[items[distill.TEST].eq(True)].set_index(id_col)
     assert sorted(rows.index) == sorted(test.index)
