@@ -16,7 +16,7 @@ from kaggle_server import FakeKaggle, client_env
 NAME = 'paddy-disease-classification'
 NBS = sorted((Path(__file__).parent.parent / 'nbs').glob('*.ipynb'))
 RUNS = {'01-first-steps': 1, '02-small-models': 3, '03-scaling-up': 2, '04-multi-target': 2, '05-auto': 1,
-        '06-inference': 1}
+        '06-inference': 1, '07-ensembles': 3}
 
 
 def cells(nb): return json.loads(Path(nb).read_text())['cells']
