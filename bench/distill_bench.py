@@ -13,17 +13,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import holdout_parser, holdout_workspace, record, train_fields  # noqa: E402
+from common import distill_options, holdout_parser, holdout_workspace, record, train_fields  # noqa: E402
 
 KINDS = ('teacher: cv group', 'plain single run', 'student: single run distilled from the group',
          'student + test images: also the group\'s test probabilities (--distill-test)')
 
 
 def main():
-    ap = holdout_parser(__doc__, 'distill-cpu')
-    ap.add_argument('--t', type=float, default=2.0, help='distillation temperature')
-    ap.add_argument('--alpha', type=float, default=0.5, help="weight of the teacher's soft targets")
-    a = ap.parse_args()
+    a = distill_options(holdout_parser(__doc__, 'distill-cpu')).parse_args()
     from fastai.torch_core import set_seed
     from comp import competition, config, cv, infer, predict, submission, train
     from comp.resize import RESIZED_DIR

@@ -16,91 +16,40 @@ are equal by construction. A constant model (the training labels' prior) is scor
 
     python bench/kinds.py          # every kind, 3 seeds, 5 folds: about 33 minutes on a shared 2-core CPU
     python bench/kinds.py --kinds aptos2019-blindness-detection --seeds 1 --folds 2 --name kinds-trial"""
-import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, parser, record, train_fields  # noqa: E402
+from common import (ROOT, kind_competition, kind_workspace, kinds_args, kinds_config, kinds_parser, ms,  # noqa: E402
+                    record, short, stats, train_fields)
 
-# Each kind's metric key (../shared/COMPETITIONS.md), as `comp setup` records it from Kaggle's API.
-METRIC = {
-    'paddy-disease-classification': 'accuracy',
-    'cassava-leaf-disease-classification': 'accuracy',
-    'dog-breed-identification': 'log_loss',
-    'dogs-vs-cats-redux-kernels-edition': 'log_loss',
-    'aerial-cactus-identification': 'auc',
-    'plant-pathology-2020-fgvc7': 'mean_auc',
-    'plant-pathology-2021-fgvc8': 'f1_micro',
-    'aptos2019-blindness-detection': 'qwk',
-    'petfinder-pawpularity-score': 'rmse',
-}
 SETTINGS = ('single', 'group', 'ens_searched', 'ens_equal')
 
 
-def ms(xs, nd=4):
-    """'mean ± sd' of a list (sd over the seeds; '-' when there is one)."""
-    if not xs: return '-'
-    m = statistics.mean(xs)
-    return f'{m:.{nd}f} ± {statistics.stdev(xs):.{nd}f}' if len(xs) > 1 else f'{m:.{nd}f}'
-
-
-def stats(xs):
-    return {'mean': round(statistics.mean(xs), 5), 'sd': round(statistics.stdev(xs), 5) if len(xs) > 1 else None,
-            'values': [round(x, 5) for x in xs]} if xs else None
-
-
 def main():
-    ap = parser(__doc__)
-    ap.set_defaults(scale='small')
-    ap.add_argument('--kinds', nargs='*', default=list(METRIC), help='competition names (default: all nine)')
-    ap.add_argument('--sample-seed', type=int, default=7, help='seed of the written samples')
-    ap.add_argument('--seeds', type=int, default=3, help='training seeds 0..N-1')
-    ap.add_argument('--folds', type=int, default=5)
-    ap.add_argument('--arch', default='demo', help='the demo recipe: resnet10t, from scratch')
-    ap.add_argument('--size', default='48')
-    ap.add_argument('--epochs', type=int, default=8)
+    ap = kinds_parser(__doc__, 'kinds-cpu', epochs=8, folds=5)
     ap.add_argument('--lr', type=float, default=0.01, help='the single run and the CV group')
     ap.add_argument('--lr2', type=float, default=0.003, help="the ensemble's second run")
-    ap.add_argument('--extra', default='workers=0,bs=16', help='more TrainConfig fields for every run')
-    ap.add_argument('--threads', type=int, default=1, help='torch threads (the CPU bench shares 2 cores)')
-    ap.add_argument('--name', default='kinds-cpu')
-    a = ap.parse_args()
-    import torch
-    torch.set_num_threads(a.threads)
+    a = kinds_args(ap)
     import numpy as np
     import pandas as pd
     from fastai.torch_core import set_seed
-    from comp import competition, config, cv, ensemble, kaggle, metrics, predict, submission, train
-    from comp.sample import write_sample
+    from comp import competition, cv, ensemble, metrics, predict, submission, train
     extra = train_fields(a.extra)
-    cfg = lambda seed, **kw: config.TrainConfig(**{'arch': a.arch, 'size': a.size, 'epochs': a.epochs, 'lr': a.lr,
-                                                   'seed': seed, 'pretrained': False, **extra, **kw})
+    cfg = lambda seed, **kw: kinds_config(a, seed, **{'lr': a.lr, **kw})
     runs, summary, t_all = [], {}, time.time()
     out_rows = []
 
     for name in a.kinds:
-        metric = METRIC[name]
         t_kind = time.time()
-        src = ROOT / 'data' / 'kinds' / f'{name}-{a.scale}-{a.sample_seed}'
-        if not (src / 'solution.csv').exists():
-            if src.exists(): shutil.rmtree(src)
-            write_sample(src, scale=a.scale, seed=a.sample_seed, like=name)
-        kaggle.unpack(src)   # as `comp setup` does: the download's zips (aerial cactus ships its images in them only)
-        work = ROOT / 'data' / 'kinds-work' / name
-        if work.exists(): shutil.rmtree(work)   # every run of the bench trains anew
-        work.mkdir(parents=True)
-        comp = competition.describe(src, name=name, metric=metric)
-        competition.record(comp, work)
+        comp = kind_competition(name, a.scale, a.sample_seed)
+        metric = comp.metric
+        work = kind_workspace(comp, ROOT / 'data' / 'kinds-work' / name)
         L = comp.layout
         higher = metrics.higher(metric)
         sol = submission.read(comp.solution_path)
         vocab = comp.vocab()
-        if L.images == "folders":   # Paddy's 480x640 JPEGs: a small copy
-            from comp.resize import resize
-            resize(128, data=src, workdir=work)   # big enough for the recipe's squish to 96
         naive_score = lambda test, vocab=vocab: metrics.score_frames(
             metric, L.submission, sol, submission.from_probs(comp, test, vocab, {}), L.id_col,
             positive=comp._positive(vocab))
@@ -163,7 +112,7 @@ def main():
                          'searched_minus_equal': stats([x - y for x, y in zip(scores['ens_searched']['aware'],
                                                                              scores['ens_equal']['aware'])])}
         out_rows.append({
-            'kind': name.split('-')[0] + ('-2021' if '2021' in name else '-2020' if '2020' in name else ''),
+            'kind': short(name),
             'metric': f'{metric} ({"↑" if higher else "↓"})', 'constant': f'{constant:.4f}',
             'single aware': ms(scores['single']['aware']), 'single naive': ms(scores['single']['naive']),
             'single diff': ms(diff('single')),
