@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from comp import competition
-from comp.sample import COUNTS, LABELS, VARIETIES, AGES, draw_leaf, write_sample
+from comp.draw import draw_leaf
+from comp.sample import COUNTS, LABELS, VARIETIES, AGES, write_sample
 from conftest import comp_cli, ended_pid, one_line, snapshot
 
 
@@ -253,9 +254,9 @@ def test_like_paddy_is_the_default_sample(tmp_path):
 
 
 def test_a_failed_like_sample_leaves_nothing(tmp_path, monkeypatch):
-    from comp import sample
+    from comp import draw
     def broken(*a): raise RuntimeError('drawing failed')
-    monkeypatch.setitem(sample.DRAW, 'fundus', broken)
+    monkeypatch.setitem(draw.DRAW, 'fundus', broken)
     with pytest.raises(RuntimeError, match='drawing failed'):
         write_sample(tmp_path / 'aptos', scale=0.001, like='aptos2019-blindness-detection', workers=1)
     assert list(tmp_path.iterdir()) == []
