@@ -6,7 +6,7 @@ Each seed: three CV groups (`comp cv --folds K`, the split and folds of that see
 by their learning rate; every method combines the same three groups, learning from their out-of-fold
 predictions; each submission is scored on the held-out images (solution.csv), which no model or method saw.
 
-    python bench/ensemble_methods.py                  # CPU scale: the small sample's holdout, 3 folds, 12 epochs
+    python bench/ensemble_methods.py                  # CPU scale: the small sample's holdout, 3 folds, 12 epochs (README: --epochs 15)
     python bench/ensemble_methods.py --scale full --arch convnext_small --epochs 12 --folds 5 --extra workers=8 --name ensemble-methods-gpu
 
 On a CPU shared with other jobs, run it with OMP_NUM_THREADS=1 (see bench/quality.py): 12 epochs rather than the
