@@ -208,7 +208,8 @@ def predict(name=None, runs_from='.', comp=None, out='.', time_limit=None, workd
     out = Path(out)
     for f, frame in ((OUT_PROBS, df), (OUT_CSV, sub)):
         with atomic_path(out / f) as tmp: frame.to_csv(tmp, index=False)
-    res = {'source': name, 'competition': comp.name, 'n_images': n, 'runs': used['runs'], 'weights': used.get('weights'),
+    res = {'source': name, 'competition': comp.name, 'n_images': n, 'method': record.get('method'), 'runs': used['runs'],
+           'weights': used.get('weights'),
            'members': {k: v for k, v in (record.get('members') or {}).items() if k in used['runs']},
            'tta': t, 'tta_asked': tta, 'beta': beta if t else None, 'dropped': notes,
            'time_limit_s': time_limit, 'projected_s': cost_of(t, kept), 'elapsed_s': time.time() - started,

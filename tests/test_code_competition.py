@@ -49,7 +49,9 @@ def test_runs_pushed_predict_a_hidden_test_set_in_a_kernel_and_the_version_is_su
                'COMP_KAGGLE_POLL': '0.05'}
         a = train.train(config.TrainConfig(arch='test_convnext', epochs=1, workers=0), workdir=ws, quiet=True)
         b = train.train(config.TrainConfig(arch='test_convnext', epochs=1, lr=0.03, workers=0), workdir=ws, quiet=True)
-        rec = ensemble.ensemble([a.name, b.name], blend='2,1', name='ens', workdir=ws)
+        # a stacked ensemble: the kernel repeats its fitted model from the pushed record alone
+        rec = ensemble.ensemble([a.name, b.name], method='stack', name='ens', workdir=ws)
+        assert rec['method'] == 'stack' and rec['stack']['model'] == 'logistic'
         ensemble.ensemble([a.name, b.name], tta=2, name='ens-tta', workdir=ws)
 
         r = comp_cli('push-runs', 'nope', cwd=ws, env=env)
@@ -83,6 +85,7 @@ def test_runs_pushed_predict_a_hidden_test_set_in_a_kernel_and_the_version_is_su
                  for r in rec['runs']]
         want = blending.combine(rec, [t[a.vocab].to_numpy() for t in tests])
         np.testing.assert_allclose(got[a.vocab].to_numpy(), want, atol=1e-5)
+        assert json.loads((working / 'submission.json').read_text())['method'] == 'stack'
 
         # The runs as a training notebook's output (kernel_sources), and a limit the TTA ensemble cannot fit in.
         r = comp_cli('push-notebook', NB, '--kernel-source', 'alice/train-it', '--submission', 'ens-tta', cwd=ws, env=env)
