@@ -328,9 +328,9 @@ def setup(competition: str = typer.Argument('paddy-disease-classification', help
 
     Example: comp setup dogs-vs-cats-redux-kernels-edition --metric log_loss
     """
-    from . import competition as competitions
+    from . import competition as competitions, detect
     from .kaggle import setup as run_setup
-    comp = run_setup(competition, path=path, metric=metric, **competitions.settings(set_))
+    comp = run_setup(competition, path=path, metric=metric, **detect.settings(set_))
     typer.echo(f'{comp.name}: {len(comp.train_df())} training images, {len(comp.test_ids())} test images in {comp.path}')
     for line in competitions.summary(comp): typer.echo(line)
 

@@ -8,6 +8,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import DataError
+
 
 def _umask():
     mask = os.umask(0)
@@ -128,3 +130,13 @@ def link_or_copy(src, dst):
     dst.parent.mkdir(parents=True, exist_ok=True)
     try: os.link(src, dst)
     except OSError: shutil.copy2(src, dst)
+
+
+STATE_VAR = 'COMP_STATE_DIR'
+
+
+def state_dir():
+    """Where comp keeps what it remembers between commands (which image sets decode): `$COMP_STATE_DIR`,
+    else ~/.cache/comp. Not the decode-once cache of a run (comp.cache)."""
+    if 'COMP_CACHE' in os.environ: raise DataError(f'COMP_CACHE is now called {STATE_VAR}: rename the variable')
+    return Path(os.environ.get(STATE_VAR) or Path.home() / '.cache' / 'comp')

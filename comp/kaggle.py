@@ -10,9 +10,9 @@ import zipfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-from . import competition, kernel, submission
+from . import competition, detect, kernel, submission
 from .errors import CompError, DataError, DiskError, KaggleError
-from .files import atomic_dir, atomic_path, no_room, read_json, write_json
+from .files import atomic_dir, atomic_path, no_room, read_json, state_dir, write_json
 
 CREDS_HELP = ('set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save kaggle.json from '
               'kaggle.com > Settings > API to ~/.kaggle/kaggle.json (in a Kaggle notebook: add them as secrets)')
@@ -166,7 +166,7 @@ def metric_text(name):
 def setup(name, path=None, workdir='.', metric=None, **overrides):
     """The competition's data, unpacked, described and recorded for `workdir`: attached (Kaggle notebook) or downloaded
     once. `metric` (a key of comp's metrics) overrides Kaggle's; `overrides` are layout fields for `describe`."""
-    competition.check_settings(metric, overrides)
+    detect.check_settings(metric, overrides)
     found = kernel.attached(name, workdir) if kernel.in_kaggle_notebook() and not path else None
     if found:
         # The attached data is read-only: archives to unpack need a writable folder beside the notebook.
@@ -421,7 +421,7 @@ def _kernel_sidecar(kernel_ref, version, push, workdir):
 
 # What was pushed from here (comp.push writes it; a kernel submission reads which runs its notebook was pushed with).
 def _pushed_record(what='datasets'):
-    return competition.state_dir() / f'kaggle-{what}.json'
+    return state_dir() / f'kaggle-{what}.json'
 
 
 def pushed(what='datasets'):

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import competition
 from .errors import KaggleError
+from .files import state_dir
 
 # Kaggle's GPU image has these, and all they depend on (the Jupyter kernel a notebook runs in too): carrying them
 # would make the library dataset gigabytes, and pip keeps preinstalled builds that satisfy comp's requirements.
@@ -54,7 +54,7 @@ def carried():
 
 def wheel_cache():
     """Where downloaded wheels are kept between pushes: comp's cache folder."""
-    return competition.state_dir() / 'wheels'
+    return state_dir() / 'wheels'
 
 
 def _wheel_in(folder, name, version):

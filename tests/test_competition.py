@@ -4,7 +4,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from comp import competition
+from comp import checks, competition
 from comp.competition import Layout
 from comp.errors import DataError
 from conftest import comp_cli, one_line
@@ -106,12 +106,12 @@ def test_a_sample_submission_with_no_rows(tiny_copy, tmp_path):
 def test_a_too_large_image_and_an_empty_label_are_named(tiny_copy, monkeypatch, tmp_path):
     from PIL import Image
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)
-    assert competition._decodes(next((tiny_copy / 'test_images').iterdir())) == 'too large'
+    assert checks._decodes(next((tiny_copy / 'test_images').iterdir())) == 'too large'
     monkeypatch.undo()
     df = pd.read_csv(tiny_copy / 'train.csv', dtype=str, keep_default_na=False)
     df.loc[0, 'label'] = ''
     df.to_csv(tiny_copy / 'train.csv', index=False)
-    found = ' '.join(competition.problems_of(competition.Competition(tiny_copy), check_images=False))
+    found = ' '.join(checks.problems_of(competition.Competition(tiny_copy), check_images=False))
     assert 'empty label' in found and df.loc[0, 'image_id'] in found
     assert "(no folder for: '')" in found
 
