@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import few
 from .files import state_dir
-from .layout import IMAGE_EXTS, LABEL, is_float
+from .layout import LABEL, image_names, is_float
 from .machine import cpus
 
 
@@ -37,7 +37,7 @@ def problems_of(comp, check_images=True):
     dup = ids[ids.duplicated()]
     where = L.test_csv or L.sample_csv
     if len(dup): problems.append(f'duplicate test ids in {where}: {few(sorted(set(dup)))}')
-    test_files = {f.name for f in comp.test_path.iterdir() if f.suffix.lower() in IMAGE_EXTS}
+    test_files = image_names(comp.test_path)
     missing = sorted(set(ids + L.ext) - test_files)
     if missing: problems.append(f'{len(missing)} test ids have no image in {L.test_dir}/: {few(missing)}')
     if check_images and not problems:
@@ -83,7 +83,7 @@ def _flat_problems(comp):
     if L.task == 'single' and L.label_cols:
         bad = df[L.id_col][labels.str.contains(' ') | (labels == '')].tolist()
         if bad: problems.append(f'{len(bad)} {L.train_csv} rows have not exactly one of {",".join(L.label_cols)} set: {few(bad)}')
-    files = {f.name for f in comp.train_path.iterdir() if f.suffix.lower() in IMAGE_EXTS}
+    files = image_names(comp.train_path)
     no_image = [i for i, p in zip(df[L.id_col], df['path']) if p.rsplit('/', 1)[-1] not in files]
     if no_image: problems.append(f'{len(no_image)} {L.train_csv} ids have no image in {L.train_dir}/: {few(no_image)}')
     dup = df[L.id_col][df[L.id_col].duplicated()]
@@ -98,7 +98,7 @@ def _folder_problems(comp):
     train = pd.read_csv(comp.path / L.train_csv, dtype=str, keep_default_na=False)
     problems = _columns_problems(comp, train)
     if problems: return problems
-    folders = {p.name: {f.name for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS}
+    folders = {p.name: image_names(p)
                for p in comp.train_path.iterdir() if p.is_dir()}
     csv_labels = set(train[L.label_col])
     if '' in csv_labels or any(v.strip() != v for v in csv_labels):

@@ -6,7 +6,7 @@ from pathlib import Path
 from . import checks, detect
 from .errors import ConfigError, DataError, few
 from .files import read_json, write_json
-from .layout import IMAGE_EXTS, LABEL, SUB_WORDS, TASK_WORDS, VALUE, Layout, sorted_labels
+from .layout import LABEL, SUB_WORDS, TASK_WORDS, VALUE, Layout, image_names, sorted_labels
 
 PADDY = 'paddy-disease-classification'
 WORKSPACE_FILE = 'comp.json'
@@ -37,7 +37,7 @@ class Competition:
         import pandas as pd
         L = self.layout
         if L.images == 'names':
-            files = sorted(f.name for f in self.train_path.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+            files = sorted(image_names(self.train_path))
             return pd.DataFrame({L.id_col: files, 'path': [f'{L.train_dir}/{f}' for f in files],
                                  LABEL: [f.split('.')[0] for f in files]})
         df = pd.read_csv(self.path / L.train_csv, dtype=str, keep_default_na=False)

@@ -4,17 +4,13 @@ from pathlib import Path
 
 from .errors import ConfigError, DataError
 from .files import read_json
-from .layout import IMAGE_EXTS, LABEL, Layout, is_float, is_int, sorted_labels
+from .layout import LABEL, Layout, image_names, is_float, is_int, sorted_labels
 
 
 def sample_csv(root):
     """The sample submission's file name in `root`, or None."""
     found = sorted(f.name for f in root.glob('*.csv') if f.name.lower().replace('_', '').startswith('samplesubmission'))
     return found[0] if found else None
-
-
-def _image_names(d):
-    return {f.name for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS} if d.is_dir() else set()
 
 
 def check_settings(metric=None, overrides=()):
@@ -68,7 +64,7 @@ def infer_layout(root, metric, kaggle_metric, given):
         named = [d for d in dirs if d.lower().startswith(prefix)]
         shared = [d for d in dirs if d.lower() in ('images', 'imgs', 'image')]
         for d in named + shared:
-            if _image_names(root / d) or any(_image_names(s) for s in (root / d).iterdir() if s.is_dir()): return d
+            if image_names(root / d) or any(image_names(s) for s in (root / d).iterdir() if s.is_dir()): return d
         return None
 
     L.train_dir = given.get('train_dir') or image_dir('train') or ''
@@ -76,8 +72,8 @@ def infer_layout(root, metric, kaggle_metric, given):
     if not L.train_dir: raise DataError(f'{root} has no folder of training images (train/, train_images/ or images/): '
                                         'unpack the download, or name it with --set train_dir=FOLDER')
     train_root = root / L.train_dir
-    flat = _image_names(train_root)
-    sub_dirs = [d for d in train_root.iterdir() if d.is_dir() and _image_names(d)]
+    flat = image_names(train_root)
+    sub_dirs = [d for d in train_root.iterdir() if d.is_dir() and image_names(d)]
     if not train_csv:
         if not flat: raise DataError(f'{root} has no label file (train.csv) and {L.train_dir}/ no image files to read labels from')
         L.images, L.train_csv, L.label_col = 'names', '', LABEL
@@ -91,9 +87,9 @@ def infer_layout(root, metric, kaggle_metric, given):
         L.images = 'folders' if sub_dirs and not flat else 'flat'
     # Ids written without the file's extension (the training ids, else the test ids, tell).
     if L.images == 'names':
-        ids, files, where = list(sub[L.id_col]), _image_names(root / L.test_dir), L.sample_csv
+        ids, files, where = list(sub[L.id_col]), image_names(root / L.test_dir), L.sample_csv
     else:
-        ids, files, where = list(train[L.id_col]), flat | {f for d in sub_dirs for f in _image_names(d)}, L.train_csv
+        ids, files, where = list(train[L.id_col]), flat | {f for d in sub_dirs for f in image_names(d)}, L.train_csv
     if ids and not any(i in files for i in ids[:50]):
         exts = sorted({Path(f).suffix for f in files if Path(f).stem in set(ids)})
         if len(exts) > 1: raise ConfigError(f'{where} ids name images with several extensions ({", ".join(exts)}): choose with --set ext=.jpg')

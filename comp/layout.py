@@ -45,6 +45,11 @@ def sorted_labels(labels):
     return sorted(labels)
 
 
+def image_names(d):
+    """The names of the image files in folder `d` (by extension); empty where there is no such folder."""
+    return {f.name for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS} if d.is_dir() else set()
+
+
 def is_int(v):
     try: return float(v) == int(float(v))
     except (TypeError, ValueError): return False

@@ -11,6 +11,7 @@ from pathlib import Path
 from . import competition
 from .errors import ConfigError
 from .files import atomic_path, read_json, write_json
+from .layout import IMAGE_EXTS
 from .machine import cpus
 
 RESIZED_DIR = 'resized'
@@ -89,7 +90,7 @@ def _sources(comp):
     out = {}
     for d in (comp.train_path, comp.test_path):
         for f in d.rglob('*'):
-            if f.suffix.lower() in competition.IMAGE_EXTS:
+            if f.suffix.lower() in IMAGE_EXTS:
                 st = f.stat()
                 out[f.relative_to(comp.path).as_posix()] = (f, [st.st_size, st.st_mtime_ns])
     return out

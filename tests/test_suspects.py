@@ -8,7 +8,8 @@ its true label's colour plainly and only a wrong label can explain a confident d
 from measured groups (not recorded in bench/results): the top-N precision (N = the number flipped) at these settings
 (lr 0.01, 6 epochs) was 0.53-0.94 over 6 seeds (0.53, 0.71, 0.76, 0.82, 0.88, 0.94), against a base rate of 0.16.
 The earlier settings (lr 0.02, 4 epochs; 0.41-0.53 when this test was written) gave 0.18 and 0.53 for seeds 0 and 1
-in a fresh environment (torch 2.14.1, timm 1.0.31, pillow 13.0): too close to chance to test on. The test asks for at least twice the base rate."""
+in a fresh environment (torch 2.14.1, timm 1.0.31, pillow 13.0): too close to chance to test on. The test asks for
+at least twice the base rate."""
 import colorsys
 import shutil
 
